@@ -1,0 +1,19 @@
+"""OCR deployment: detection + direction classification + recognition of one registry version."""
+
+from __future__ import annotations
+
+import numpy as np
+from ray import serve
+
+from deployments.base import ModelServer
+from deployments.types import TextLine
+
+
+@serve.deployment(max_ongoing_requests=16)
+class OCR(ModelServer):
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    async def predict(self, images: list[np.ndarray]) -> list[list[TextLine]]:
+        return await self._run_batch(images)
+
+    def _batcher(self):  # type: ignore[no-untyped-def]
+        return self.predict

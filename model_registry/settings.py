@@ -1,0 +1,50 @@
+"""Where the platform keeps its state: the data dir and the MLflow tracking/registry URI.
+
+Default data dir is ``./.canaryserve`` (override with ``CANARYSERVE_DATA_DIR``). Inside it:
+``mlflow.db`` (SQLite tracking + registry store), ``mlartifacts/`` (artifact root),
+``cache/wheels`` (wheels fetched with ``pip download --no-deps``), ``cache/models`` (converted or
+trained reference models) and ``models/`` (verified local copies of registered versions).
+``MLFLOW_TRACKING_URI`` wins over the embedded store when set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_DATA_DIR = "CANARYSERVE_DATA_DIR"
+ENV_CACHE_DIR = "CANARYSERVE_CACHE_DIR"
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get(ENV_DATA_DIR, ".canaryserve")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Downloaded wheels and built reference models; shareable between data dirs (tests)."""
+    override = os.environ.get(ENV_CACHE_DIR)
+    path = Path(override).resolve() if override else data_dir() / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def embedded_tracking_uri(base: Path | None = None) -> str:
+    return f"sqlite:///{(base or data_dir()) / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
+
+
+def artifact_root(base: Path | None = None) -> Path:
+    path = (base or data_dir()) / "mlartifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_models_dir() -> Path:
+    path = data_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,238 @@
+"""The one config file: models and their versions, resources, batching, limits and pipelines.
+
+Validated with pydantic (``extra="forbid"``, frozen); every error quotes the bad value and where
+it is (``pipelines.clip.nodes[2].inputs``), because the person reading it is editing YAML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from deployments.runtime import RuntimeSpec
+from serving.errors import ConfigError
+from serving.ops import OPS, PIPELINE_INPUT_KINDS
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutoscalingSpec(_Strict):
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    initial_replicas: int | None = Field(default=None, ge=0)
+    target_ongoing_requests: float = Field(default=2.0, gt=0)
+    upscale_delay_s: float = Field(default=2.0, ge=0)
+    downscale_delay_s: float = Field(default=30.0, ge=0)
+    metrics_interval_s: float = Field(default=1.0, gt=0)
+    look_back_period_s: float = Field(default=3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) < min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
+class DeploymentSpec(_Strict):
+    """Ray Serve resources of one model version's replicas."""
+
+    num_cpus: float = Field(default=0.25, ge=0, description="Fractional CPUs are allowed.")
+    num_gpus: float = Field(default=0.0, ge=0, description="Fractional GPUs are allowed.")
+    memory_mb: int | None = Field(default=None, gt=0)
+    num_replicas: int = Field(default=1, ge=1)
+    autoscaling: AutoscalingSpec | None = None
+    max_ongoing_requests: int = Field(default=16, ge=1)
+    max_queued_requests: int = Field(default=-1, ge=-1, description="-1 = unbounded")
+
+    def ray_options(self) -> dict[str, Any]:
+        actor: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.memory_mb:
+            actor["memory"] = self.memory_mb * 1024 * 1024
+        opts: dict[str, Any] = {
+            "ray_actor_options": actor,
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+        }
+        if self.autoscaling is not None:
+            opts["autoscaling_config"] = self.autoscaling.model_dump(exclude_none=True)
+        else:
+            opts["num_replicas"] = self.num_replicas
+        return opts
+
+
+class BatchingSpec(_Strict):
+    max_batch_size: int = Field(default=8, ge=1, le=256)
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0, le=5)
+
+
+class ModelSpec(_Strict):
+    """A registered model and which of its versions to serve (each gets its own deployment)."""
+
+    versions: list[str] = Field(
+        default_factory=lambda: ["champion"],
+        description="Aliases ('champion', 'challenger') or version numbers ('2').",
+        min_length=1,
+    )
+    deployment: DeploymentSpec = Field(default_factory=DeploymentSpec)
+    batching: BatchingSpec = Field(default_factory=BatchingSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    task: Literal["detection", "action", "ocr"]
+
+    @model_validator(mode="after")
+    def _refs(self) -> ModelSpec:
+        for ref in self.versions:
+            if not (ref.isdigit() or ref.isidentifier()):
+                raise ValueError(f"version {ref!r} is neither a number nor an alias name")
+        return self
+
+
+class NodeSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    op: str
+    inputs: list[str] = Field(min_length=1)
+    model: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineSpec(_Strict):
+    input: Literal["image", "frames"]
+    description: str = ""
+    nodes: list[NodeSpec] = Field(min_length=1)
+    output: dict[str, str] = Field(
+        description="Response field -> node whose result it carries.", min_length=1
+    )
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class LimitsSpec(_Strict):
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_video_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_frames: int = Field(default=300, gt=0)
+    max_frame_side: int = Field(default=1280, gt=0, description="Larger frames are downscaled.")
+
+
+class IngressSpec(_Strict):
+    num_cpus: float = Field(default=0.1, ge=0)
+    num_replicas: int = Field(default=1, ge=1)
+    max_ongoing_requests: int = Field(default=64, ge=1)
+
+
+class ServerSpec(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    ray_num_cpus: int | None = Field(default=None, ge=1)
+    ray_num_gpus: int | None = Field(default=None, ge=0)
+    metrics_export_port: int = Field(default=8080, ge=1, le=65535)
+
+
+class PlatformConfig(_Strict):
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    ingress: IngressSpec = Field(default_factory=IngressSpec)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    models: dict[str, ModelSpec]
+    pipelines: dict[str, PipelineSpec]
+
+    @model_validator(mode="after")
+    def _graphs(self) -> PlatformConfig:
+        for pname, pipe in self.pipelines.items():
+            _check_pipeline(pname, pipe, self.models)
+        return self
+
+
+def _check_pipeline(pname: str, pipe: PipelineSpec, models: dict[str, ModelSpec]) -> None:
+    """Check a DAG: ops exist, inputs are earlier nodes (so no cycles), kinds line up."""
+    kinds: dict[str, str] = {"input": pipe.input, pipe.input: pipe.input}
+    for i, node in enumerate(pipe.nodes):
+        where = f"pipelines.{pname}.nodes[{i}] ({node.name!r})"
+        if node.name in kinds:
+            raise ValueError(f"{where}: name {node.name!r} is used twice or shadows the input")
+        op = OPS.get(node.op)
+        if op is None:
+            raise ValueError(f"{where}: unknown op {node.op!r}; known ops: {sorted(OPS)}")
+        if len(node.inputs) != len(op.inputs):
+            raise ValueError(
+                f"{where}: op {node.op!r} takes inputs {list(op.inputs)}, got {node.inputs!r}"
+            )
+        for src, want in zip(node.inputs, op.inputs, strict=True):
+            if src not in kinds:
+                raise ValueError(
+                    f"{where}: input {src!r} is not the pipeline input or an earlier node "
+                    f"(have {sorted(kinds)})"
+                )
+            if kinds[src] != want:
+                raise ValueError(
+                    f"{where}: input {src!r} gives {kinds[src]!r} but op {node.op!r} needs {want!r}"
+                )
+        if op.task is not None:
+            if node.model is None:
+                raise ValueError(f"{where}: op {node.op!r} needs a 'model' ({op.task} model)")
+            spec = models.get(node.model)
+            if spec is None:
+                raise ValueError(f"{where}: model {node.model!r} is not in models: {sorted(models)}")
+            if spec.task != op.task:
+                raise ValueError(
+                    f"{where}: op {node.op!r} needs a {op.task} model, {node.model!r} is {spec.task}"
+                )
+        elif node.model is not None:
+            raise ValueError(f"{where}: op {node.op!r} takes no model, got {node.model!r}")
+        try:
+            op.validate_params(node.params)
+        except ValueError as e:
+            raise ValueError(f"{where}: bad params {node.params!r}: {e}") from None
+        kinds[node.name] = op.output
+    for field, src in pipe.output.items():
+        if src not in kinds or src in ("input", pipe.input):
+            raise ValueError(f"pipelines.{pname}.output.{field}: {src!r} is not a node")
+    if pipe.input not in PIPELINE_INPUT_KINDS:  # pragma: no cover - Literal guards it
+        raise ValueError(f"pipelines.{pname}.input: {pipe.input!r}")
+
+
+def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None
+                ) -> PlatformConfig:
+    """Load and validate a config file (the packaged default when ``path`` is None)."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping")
+    if overrides:
+        raw = _merge(raw, overrides)
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> PlatformConfig:
+    try:
+        return PlatformConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            bad = err.get("input")
+            shown = "" if isinstance(bad, dict) else f" (got {bad!r})"
+            lines.append(f"  {loc}: {msg}{shown}")
+        raise ConfigError(f"invalid config {source}:\n" + "\n".join(lines)) from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,141 @@
+"""One error tree for the whole platform.
+
+Every error carries a class-level HTTP ``status_code`` and a stable ``code`` string; the ingress
+maps them to ``{"error": {"code": ..., "message": ...}}`` in one table-driven handler.
+
+Warning: the message of a 4xx error reaches clients. Put the offending *value* in it (that is
+what a caller needs to fix the request), never a stack trace or internal path. 5xx responses
+never echo the message: they get a generic text and the request id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CanaryError(Exception):
+    """Base of every error the platform raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+# --- client errors -------------------------------------------------------------------------
+
+
+class BadRequest(CanaryError):
+    status_code = 400
+    code = "bad_request"
+
+
+class EmptyBody(BadRequest):
+    code = "empty_body"
+
+
+class UndecodableImage(BadRequest):
+    code = "undecodable_image"
+
+
+class UndecodableVideo(BadRequest):
+    code = "undecodable_video"
+
+
+class InvalidBase64(BadRequest):
+    code = "invalid_base64"
+
+
+class InvalidInput(CanaryError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class UnsupportedMediaType(CanaryError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(CanaryError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ImageTooLarge(PayloadTooLarge):
+    code = "image_too_large"
+
+
+class TooManyFrames(PayloadTooLarge):
+    code = "too_many_frames"
+
+
+class NotFound(CanaryError):
+    status_code = 404
+    code = "not_found"
+
+
+class UnknownPipeline(NotFound):
+    code = "unknown_pipeline"
+
+
+class UnknownModel(NotFound):
+    code = "unknown_model"
+
+
+class UnknownModelVersion(NotFound):
+    code = "unknown_model_version"
+
+
+class VersionNotServed(CanaryError):
+    """The version exists in the registry but no deployment serves it."""
+
+    status_code = 409
+    code = "version_not_served"
+
+
+# --- registry / configuration errors (raised at start-up or by admin commands) -------------
+
+
+class ConfigError(CanaryError):
+    status_code = 500
+    code = "config_error"
+
+
+class ManifestError(CanaryError):
+    status_code = 422
+    code = "invalid_manifest"
+
+
+class ModelValidationError(CanaryError):
+    """A model directory failed the checks that run before registration."""
+
+    status_code = 422
+    code = "model_validation_failed"
+
+
+class ArtifactIntegrityError(CanaryError):
+    """A downloaded artifact's sha256 does not match the one recorded at registration."""
+
+    status_code = 500
+    code = "artifact_integrity_error"
+
+
+class RegistryError(CanaryError):
+    status_code = 503
+    code = "registry_unavailable"
+
+
+# --- server-side failures ------------------------------------------------------------------
+
+
+class ModelFailure(CanaryError):
+    status_code = 502
+    code = "model_failure"
+
+
+class ServiceUnavailable(CanaryError):
+    status_code = 503
+    code = "service_unavailable"

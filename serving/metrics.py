@@ -1,0 +1,77 @@
+"""Every platform metric is defined here.
+
+Metrics are ``ray.util.metrics`` objects: each replica (ingress and model deployments alike)
+records into its own process and Ray's metrics agent exports all of them, per node, in
+Prometheus format (names get Ray's ``ray_`` prefix). The ingress's ``/metrics`` gathers the
+``canaryserve_*`` series from every node's export, so one scrape shows every replica.
+Objects are created lazily: creating a Ray metric needs a connected worker, and modules must
+import on any machine.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6, 0.8, 1.0,
+                     1.5, 2.5, 4.0, 6.0, 10.0, 20.0, 40.0]
+BATCH_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128]
+PREFIX = "canaryserve_"
+
+
+@functools.cache
+def _metrics() -> dict[str, Any]:
+    from ray.util import metrics as m
+
+    return {
+        "request_latency": m.Histogram(
+            PREFIX + "request_latency_seconds",
+            description="End-to-end request latency at the ingress, per route and model version.",
+            boundaries=LATENCY_BUCKETS_S,
+            tag_keys=("route", "model", "version", "status"),
+        ),
+        "requests": m.Counter(
+            PREFIX + "requests_total",
+            description="Requests answered by the ingress, per route and HTTP status.",
+            tag_keys=("route", "status", "code"),
+        ),
+        "inference_latency": m.Histogram(
+            PREFIX + "inference_latency_seconds",
+            description="Time of one batched model call inside a replica.",
+            boundaries=LATENCY_BUCKETS_S,
+            tag_keys=("model", "version"),
+        ),
+        "batch_size": m.Histogram(
+            PREFIX + "batch_size",
+            description="Items per batched model call.",
+            boundaries=BATCH_BUCKETS,
+            tag_keys=("model", "version"),
+        ),
+    }
+
+
+def observe_request(route: str, status: int, code: str, seconds: float,
+                    versions: dict[str, int]) -> None:
+    mt = _metrics()
+    mt["requests"].inc(1, tags={"route": route, "status": str(status), "code": code})
+    targets = versions.items() or [("none", "none")]
+    for model, version in targets:
+        mt["request_latency"].observe(seconds, tags={
+            "route": route, "model": model, "version": str(version), "status": str(status)})
+
+
+def observe_batch(model: str, version: int, size: int, seconds: float) -> None:
+    mt = _metrics()
+    tags = {"model": model, "version": str(version)}
+    mt["inference_latency"].observe(seconds, tags=tags)
+    mt["batch_size"].observe(size, tags=tags)
+
+
+def filter_exposition(text: str) -> str:
+    """Keep only the platform's series (and their HELP/TYPE lines) from a Ray export."""
+    keep = []
+    for line in text.splitlines():
+        body = line[7:] if line.startswith(("# HELP ", "# TYPE ")) else line
+        if body.startswith(("ray_" + PREFIX, PREFIX)):
+            keep.append(line)
+    return "\n".join(keep) + ("\n" if keep else "")

@@ -1,0 +1,50 @@
+"""Run a pipeline DAG for one request.
+
+Nodes start as soon as their inputs are ready, so independent branches (OCR next to the person
+boxes in ``inspect``) run in parallel. Model calls go through a ``ModelCaller`` that the ingress
+binds to the versions chosen for *this* request, so every node of one request sees the same
+versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from serving.config import PipelineSpec
+from serving.ops import OPS, ModelCaller, to_json
+
+
+async def run_pipeline(spec: PipelineSpec, value: Any, call: ModelCaller) -> dict[str, Any]:
+    results: dict[str, asyncio.Task[Any]] = {}
+    kinds: dict[str, str] = {}
+    loop_input: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    loop_input.set_result(value)
+
+    async def _node(node_index: int) -> Any:
+        node = spec.nodes[node_index]
+        op = OPS[node.op]
+        args = [await (loop_input if src in ("input", spec.input) else results[src])
+                for src in node.inputs]
+        params = op.validate_params(node.params)
+        return await op.run(call, node.model, args, params)
+
+    for i, node in enumerate(spec.nodes):
+        results[node.name] = asyncio.ensure_future(_node(i))
+        kinds[node.name] = OPS[node.op].output
+    try:
+        await asyncio.gather(*results.values())
+    finally:
+        for task in results.values():
+            if not task.done():
+                task.cancel()
+    return {field: to_json(kinds[src], results[src].result()) for field, src in spec.output.items()}
+
+
+def models_of(spec: PipelineSpec) -> list[str]:
+    """The model names a pipeline calls, in node order, without repeats."""
+    seen: list[str] = []
+    for node in spec.nodes:
+        if node.model and node.model not in seen:
+            seen.append(node.model)
+    return seen
