@@ -12,6 +12,7 @@ import asyncio
 import os
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -49,7 +50,7 @@ class ModelServer:
 
         self._binding = binding
         store = MlflowModelStore(tracking_uri=binding.tracking_uri,
-                                 local_dir=binding.data_dir)
+                                 models_dir=Path(binding.data_dir) / "models")
         resolved = store.resolve(f"{binding.name}/{binding.version}")
         self._path = str(resolved.path)
         self._model = load_model(resolved.path, binding.runtime)

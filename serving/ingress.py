@@ -18,6 +18,7 @@ import logging
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -286,7 +287,7 @@ class Ingress:
         from model_registry.mlflow_store import MlflowModelStore
 
         store = MlflowModelStore(tracking_uri=self._registry["tracking_uri"],
-                                 local_dir=self._registry["data_dir"])
+                                 models_dir=Path(self._registry["data_dir"]) / "models")
         out: dict[str, Any] = {}
         for name, versions in store.list_models().items():
             out[name] = {

@@ -1,0 +1,125 @@
+"""One Ray cluster per session, a real registry with the real reference models, real HTTP.
+
+The registry lives in a temp data dir; built reference models and downloaded wheels are shared
+through the repo's cache dir so a second run only registers.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A pipeline that exists only in YAML: the test that uses it proves no code change is needed.
+EXTRA_PIPELINE = {
+    "description": "Text only, for the YAML-only pipeline test.",
+    "input": "image",
+    "nodes": [
+        {"name": "read", "op": "ocr", "model": "ocr", "inputs": ["image"]},
+        {"name": "find", "op": "detect", "model": "detector", "inputs": ["image"],
+         "params": {"min_score": 0.5}},
+    ],
+    "output": {"lines": "read", "people": "find"},
+}
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5,
+             what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - polled until the deadline
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("canaryserve-data")
+    old = {k: os.environ.get(k) for k in ("CANARYSERVE_DATA_DIR", "CANARYSERVE_CACHE_DIR",
+                                           "MLFLOW_TRACKING_URI")}
+    os.environ["CANARYSERVE_DATA_DIR"] = str(path)
+    os.environ["CANARYSERVE_CACHE_DIR"] = str(REPO / ".canaryserve" / "cache")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield path
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def store(data_dir: Path) -> Any:
+    from model_registry.bootstrap import bootstrap
+    from model_registry.mlflow_store import MlflowModelStore
+
+    s = MlflowModelStore()
+    bootstrap(s)
+    return s
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(data_dir: Path) -> Iterator[None]:
+    import ray
+    from ray import serve
+
+    # Logical GPUs let the scheduling tests place fractional-GPU replicas on a CPU machine.
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, logging_level="WARNING",
+             _metrics_export_port=free_port(),
+             runtime_env={"env_vars": {"CANARYSERVE_DATA_DIR": str(data_dir)}})
+    yield
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def platform_config() -> Any:
+    from serving.config import DEFAULT_CONFIG, parse_config
+
+    raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    raw = copy.deepcopy(raw)
+    raw["pipelines"]["read_and_find"] = EXTRA_PIPELINE
+    return parse_config(raw, source="test")
+
+
+@pytest.fixture(scope="session")
+def base_url(ray_cluster: None, store: Any, platform_config: Any) -> str:
+    from ray import serve
+
+    from serving.app import deploy
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    deploy(platform_config, store)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200, timeout=180,
+             what="readyz")
+    return url
+
+
+@pytest.fixture(scope="session")
+def client(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=120) as c:
+        yield c

@@ -1,0 +1,150 @@
+"""The serving platform over real HTTP, on the real reference models."""
+
+from __future__ import annotations
+
+import base64
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import wait_for
+from tests.integration.media import astronaut, encode, person_clip, text_image, video_bytes
+
+pytestmark = pytest.mark.integration
+
+
+def _versions_header(r: httpx.Response) -> dict[str, int]:
+    return {k: int(v) for k, v in (p.split("=") for p in r.headers["X-Model-Versions"].split(","))}
+
+
+def test_health_and_docs(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and "detector-v2" in ready["deployments"]
+    spec = client.get("/openapi.json").json()
+    assert "/v1/pipelines/{name}" in spec["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_inspect_finds_the_astronaut(client: httpx.Client) -> None:
+    r = client.post("/v1/pipelines/inspect",
+                    files={"image": ("a.png", encode(astronaut()), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["request_id"] == r.headers["X-Request-Id"]
+    assert body["model_versions"] == {"detector": 1, "ocr": 1} == _versions_header(r)
+    persons = body["result"]["persons"]
+    assert len(persons) >= 1
+    x1, y1, x2, y2 = persons[0]["box"]
+    # The astronaut's head and shoulders are in the upper middle of the 512x512 photo.
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    assert 120 < cx < 400 and 0 < cy < 300, persons[0]
+    assert {k["name"] for k in persons[0]["keypoints"]} >= {"mid_hip", "mid_shoulder"}
+    assert isinstance(body["result"]["text"], list)
+
+
+def test_ocr_reads_a_rendered_line(client: httpx.Client) -> None:
+    img = encode(text_image(["RETURN 12345"]))
+    r = client.post("/v1/pipelines/inspect",
+                    json={"image_base64": base64.b64encode(img).decode()})
+    assert r.status_code == 200, r.text
+    texts = [ln["text"] for ln in r.json()["result"]["text"]]
+    assert any("RETURN 12345" in t.replace("  ", " ") for t in texts), texts
+    assert r.json()["result"]["persons"] == []
+
+
+def test_versions_side_by_side_answer_with_their_own_version(client: httpx.Client) -> None:
+    img = encode(astronaut())
+    out = {}
+    for v in (1, 2):
+        r = client.post(f"/v1/models/detector:predict?version={v}",
+                        files={"image": ("a.png", img, "image/png")})
+        assert r.status_code == 200, r.text
+        assert r.json()["version"] == v and _versions_header(r) == {"detector": v}
+        out[v] = r.json()["result"]["detections"]
+    assert out[1] and out[2]
+    assert out[1] != out[2]  # two real, different models
+    models = client.get("/v1/models").json()
+    served = models["served"]["detector"]["versions"]
+    assert served["1"]["version"] == 1 and served["2"]["version"] == 2
+    assert served["1"]["artifact_dir"] != served["2"]["artifact_dir"]
+    assert models["registry"]["detector"]["aliases"]["champion"] == 1
+
+
+def test_pin_header_selects_version_for_the_whole_pipeline(client: httpx.Client) -> None:
+    r = client.post("/v1/pipelines/inspect", headers={"X-Model-Version": "detector=2,ocr=2"},
+                    files={"image": ("a.png", encode(text_image(["SKU 99812"])), "image/png")})
+    assert r.status_code == 200, r.text
+    assert r.json()["model_versions"] == {"detector": 2, "ocr": 2}
+
+
+def test_yaml_only_pipeline_is_served(client: httpx.Client) -> None:
+    r = client.post("/v1/pipelines/read_and_find",
+                    files={"image": ("t.png", encode(text_image(["RMA 4471"])), "image/png")})
+    assert r.status_code == 200, r.text
+    assert set(r.json()["result"]) == {"lines", "people"}
+    assert any("4471" in ln["text"] for ln in r.json()["result"]["lines"])
+
+
+@pytest.mark.parametrize("moving,expected", [(True, "walking"), (False, "standing")])
+def test_clip_tracks_and_classifies(client: httpx.Client, tmp_path: Path, moving: bool,
+                                    expected: str) -> None:
+    video = video_bytes(person_clip(moving), tmp_path / "clip.avi")
+    r = client.post("/v1/pipelines/clip", files={"video": ("clip.avi", video, "video/x-msvideo")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["input"]["clip"]["frames"] == 16
+    tracks = body["result"]["tracks"]
+    assert len(tracks) >= 1 and tracks[0]["length"] >= 12, tracks
+    actions = {a["track_id"]: a for a in body["result"]["actions"]}
+    main = max(tracks, key=lambda t: t["length"])
+    assert actions[main["track_id"]]["label"] == expected, actions
+    assert body["model_versions"] == {"detector": 1, "action": 1}
+
+
+def test_clip_as_frames_and_alerts(client: httpx.Client) -> None:
+    frames = person_clip(True, frames=10)
+    files = [("frames", (f"{i}.jpg", encode(f, ".jpg"), "image/jpeg"))
+             for i, f in enumerate(frames)]
+    r = client.post("/v1/pipelines/clip", files=files, data={"fps": "10"})
+    assert r.status_code == 200, r.text
+    assert r.json()["input"]["clip"]["frames"] == 10
+    for alert in r.json()["result"]["alerts"]:  # only alert-worthy actions appear
+        assert alert["action"] in {"reaching", "crouching"}
+        assert base64.b64decode(alert["snapshot_jpeg_base64"])[:2] == b"\xff\xd8"
+
+
+def test_batching_really_batches(client: httpx.Client, base_url: str) -> None:
+    img = encode(astronaut())
+
+    def one(_: int) -> int:
+        with httpx.Client(base_url=base_url, timeout=120) as c:
+            return c.post("/v1/models/detector:predict?version=2",
+                          files={"image": ("a.png", img, "image/png")}).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        assert set(pool.map(one, range(48))) == {200}
+    info = client.get("/v1/models").json()["served"]["detector"]["versions"]["2"]
+    assert info["max_batch_size_seen"] > 1, info
+    # One ORT call per batch: the model ran fewer sessions than it served items.
+    assert info["ort_calls"] == info["batches"] < info["items"], info
+
+
+def test_runtime_reported(client: httpx.Client) -> None:
+    info = client.get("/v1/models").json()["served"]["ocr"]["versions"]["1"]
+    assert info["runtime"]["provider"] == "CPUExecutionProvider"
+
+
+def test_metrics_aggregate_replicas(client: httpx.Client) -> None:
+    client.post("/v1/models/detector:predict", files={"image": ("a.png", encode(astronaut()))})
+
+    def scraped() -> str | None:
+        text = client.get("/metrics").text
+        ok = ("canaryserve_request_latency_seconds_bucket" in text
+              and "canaryserve_inference_latency_seconds_bucket" in text)
+        return text if ok else None
+
+    text = wait_for(scraped, timeout=60, interval=2, what="metrics export")
+    assert 'route="model:detector"' in text and 'version="1"' in text
