@@ -49,7 +49,7 @@ class Manifest(BaseModel):
     labels: list[str] = Field(default_factory=list)
     preprocess: dict[str, Any] = Field(default_factory=dict)
     postprocess: dict[str, Any] = Field(default_factory=dict)
-    runtimes: list[Runtime] = Field(default_factory=lambda: ["cpu"])
+    runtimes: list[Runtime] = Field(default=["cpu"])  # pydantic copies mutable defaults
     description: str = ""
     # Lineage: package name+version, or training script + git commit.
     source: dict[str, str] = Field(default_factory=dict)
