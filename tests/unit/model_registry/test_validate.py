@@ -1,0 +1,180 @@
+"""Pre-registration checks with a tiny, really loadable YOLO-pose-shaped ONNX detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from model_registry import validate
+from model_registry.mlflow_store import MlflowModelStore
+from model_registry.validate import CHECKS, register_checked, validate_model_dir
+from serving.errors import ModelValidationError
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+
+def tiny_yolo_pose(path: Path, *, size: int = 64, rows: int = 56) -> Path:
+    """``images [B,3,size,size]`` -> Conv(8x8, stride 8) -> ``output0 [B,rows,(size/8)^2]``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(0, 0.05, (rows, 3, 8, 8)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["images", "w"], ["feat"], kernel_shape=[8, 8], strides=[8, 8]),
+        helper.make_node("Sigmoid", ["feat"], ["prob"]),
+        helper.make_node("Mul", ["prob", "scale"], ["scaled"]),
+        helper.make_node("Reshape", ["scaled", "shape"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_yolo_pose",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", rows, "anchors"])],
+        initializer=[
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.array(size, np.float32), "scale"),
+            numpy_helper.from_array(np.array([0, rows, -1], np.int64), "shape"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def write_detector_dir(path: Path, **onnx_kw: Any) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    tiny_yolo_pose(path / "model.onnx", **onnx_kw)
+    manifest = {
+        "name": "detector",
+        "task": "detection",
+        "artifacts": {"model": "model.onnx"},
+        "input": {"width": 64, "height": 64, "layout": "NCHW"},
+        "labels": ["person"],
+        "postprocess": {"decoder": "yolo_pose", "score_threshold": 0.25, "iou_threshold": 0.45},
+        "source": {"script": "tests/unit/model_registry/test_validate.py"},
+    }
+    (path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def _edit_manifest(model_dir: Path, **changes: Any) -> None:
+    raw = yaml.safe_load((model_dir / "manifest.yaml").read_text())
+    raw.update(changes)
+    (model_dir / "manifest.yaml").write_text(yaml.safe_dump(raw))
+
+
+def _failed_check(model_dir: Path) -> ModelValidationError:
+    with pytest.raises(ModelValidationError) as exc:
+        validate_model_dir(model_dir)
+    return exc.value
+
+
+def test_valid_detector_passes_every_check(tmp_path: Path) -> None:
+    report = validate_model_dir(write_detector_dir(tmp_path / "det"))
+    assert report.checks == CHECKS
+    assert report.manifest.name == "detector"
+    assert report.runtime["provider"] == "CPUExecutionProvider"
+    assert report.output_type == "list"  # one list of detections for the one image
+    assert report.to_dict()["checks"] == list(CHECKS)
+
+
+def test_broken_manifest_fails_the_manifest_check(tmp_path: Path) -> None:
+    model_dir = write_detector_dir(tmp_path / "det")
+    (model_dir / "manifest.yaml").write_text("name: detector\ntask: [unclosed\n")
+    err = _failed_check(model_dir)
+    assert err.details["check"] == "manifest" and "not valid YAML" in err.message
+
+    _edit_manifest(write_detector_dir(tmp_path / "det2"), task="segmentation")
+    err = _failed_check(tmp_path / "det2")
+    assert err.details["check"] == "manifest" and "'segmentation'" in err.message
+
+
+def test_missing_directory_fails_the_manifest_check(tmp_path: Path) -> None:
+    assert _failed_check(tmp_path / "nowhere").details["check"] == "manifest"
+
+
+def test_missing_artifact_fails_the_artifacts_check(tmp_path: Path) -> None:
+    model_dir = write_detector_dir(tmp_path / "det")
+    (model_dir / "model.onnx").unlink()
+    err = _failed_check(model_dir)
+    assert err.details["check"] == "artifacts"
+    assert "'model'" in err.message and "'model.onnx'" in err.message
+
+
+def test_unloadable_onnx_fails_the_load_check(tmp_path: Path) -> None:
+    model_dir = write_detector_dir(tmp_path / "det")
+    (model_dir / "model.onnx").write_bytes(b"not a protobuf")
+    assert _failed_check(model_dir).details["check"] == "load"
+
+
+def test_unknown_postprocess_key_fails_the_load_check(tmp_path: Path) -> None:
+    model_dir = write_detector_dir(tmp_path / "det")
+    _edit_manifest(model_dir, postprocess={"decoder": "yolo_pose", "nms_iou": 0.45})
+    err = _failed_check(model_dir)
+    assert err.details["check"] == "load" and "nms_iou" in err.message
+
+
+def test_input_size_mismatch_fails_the_io_check(tmp_path: Path) -> None:
+    model_dir = write_detector_dir(tmp_path / "det", size=32)  # manifest still says 64x64
+    err = _failed_check(model_dir)
+    assert err.details["check"] == "io"
+    assert "input has shape" in err.message
+
+
+def test_output_rows_mismatch_fails_the_io_check(tmp_path: Path) -> None:
+    model_dir = write_detector_dir(tmp_path / "det", rows=50)
+    err = _failed_check(model_dir)
+    assert err.details["check"] == "io" and "output0" in err.message
+
+
+def test_wrong_number_of_outputs_fails_the_predict_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class TwoOutputs:
+        runtime = None
+
+        def check_io(self) -> None:
+            pass
+
+        def example_input(self) -> int:
+            return 0
+
+        def predict(self, inputs: list[Any]) -> list[Any]:
+            return [[], []]
+
+    monkeypatch.setattr(validate, "load_model", lambda *a, **k: TwoOutputs())
+    err = _failed_check(write_detector_dir(tmp_path / "det"))
+    assert err.details["check"] == "predict" and "2 outputs" in err.message
+
+
+def test_failed_check_registers_nothing(store: MlflowModelStore, tmp_path: Path) -> None:
+    model_dir = write_detector_dir(tmp_path / "det", size=32)
+    with pytest.raises(ModelValidationError, match="'io'"):
+        register_checked(store, model_dir, description="bad")
+    (tmp_path / "det2").mkdir()
+    with pytest.raises(ModelValidationError, match="'manifest'"):
+        register_checked(store, tmp_path / "det2")
+    assert store.is_empty()
+    assert store.list_models() == {}
+
+
+def test_valid_model_registers_and_resolves(store: MlflowModelStore, tmp_path: Path) -> None:
+    info = register_checked(
+        store, write_detector_dir(tmp_path / "det"), description="tiny", tags={"who": "ci"}
+    )
+    assert (info.name, info.version, info.task, info.description) == (
+        "detector",
+        1,
+        "detection",
+        "tiny",
+    )
+    resolved = store.resolve(info.ref)
+    report = validate_model_dir(resolved.path)  # the downloaded copy is just as loadable
+    assert report.checks == CHECKS
