@@ -36,16 +36,21 @@ class TrackerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     iou_threshold: float = Field(
-        default=0.3, gt=0.0, le=1.0,
+        default=0.3,
+        gt=0.0,
+        le=1.0,
         description="Least IoU between a track's predicted box and a detection to link them.",
     )
     max_center_distance: float = Field(
-        default=0.75, ge=0.0,
+        default=1.0,
+        ge=0.0,
         description="Fallback link: most centre distance, in units of the boxes' mean side "
         "(sqrt of area); 0 disables the fallback.",
     )
     max_missed: int = Field(
-        default=5, ge=0, le=1000,
+        default=5,
+        ge=0,
+        le=1000,
         description="Frames a track may go unseen (occlusion, missed detection) before it ends.",
     )
     min_length: int = Field(
@@ -88,8 +93,7 @@ def assign(cost: np.ndarray, max_cost: float, *, optimal: bool = True) -> list[t
         # nothing else is possible, and are filtered out below.
         big = max_cost * (cost.shape[0] + cost.shape[1] + 1) + 1.0
         rows, cols = linear_sum_assignment(np.where(cost <= max_cost, cost, big))
-        return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True)
-                if cost[r, c] <= max_cost]
+        return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= max_cost]
     pairs: list[tuple[int, int]] = []
     used_r: set[int] = set()
     used_c: set[int] = set()
@@ -178,8 +182,10 @@ class Tracker:
             dist = np.linalg.norm(_centre(pt)[:, None, :] - _centre(bd)[None, :, :], axis=2)
             size = (_side(pt)[:, None] + _side(bd)[None, :]) / 2
             rel = np.where(same_label[np.ix_(free_t, free_d)], dist / size, np.inf)
-            pairs += [(free_t[r], free_d[c])
-                      for r, c in assign(rel, cfg.max_center_distance, optimal=self._optimal)]
+            pairs += [
+                (free_t[r], free_d[c])
+                for r, c in assign(rel, cfg.max_center_distance, optimal=self._optimal)
+            ]
 
         for ti, dj in pairs:
             self._live[ti].add(frame_index, detections[dj], boxes[dj])
