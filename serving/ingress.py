@@ -10,12 +10,10 @@ Every response carries the request id and the model versions that produced it (b
 ``X-Request-Id`` / ``X-Model-Versions`` headers).
 """
 
-from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import re
 import time
 import uuid
 from pathlib import Path
@@ -36,7 +34,6 @@ from serving.requests import read_clip, read_image
 from serving.versions import PIN_HEADER, VersionTable, parse_pins, versions_header
 
 log = logging.getLogger("canaryserve.ingress")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 _IMAGE_BODY = {
     "required": True,
@@ -77,8 +74,12 @@ def error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, "request_id": request_id}
 
 
-def error_response(exc: Exception, request_id: str) -> JSONResponse:
-    """The one table from exceptions to responses. 5xx bodies never echo exception text."""
+def error_response(exc: Exception, request_id: str, *, id_header: bool = True) -> JSONResponse:
+    """The one table from exceptions to responses. 5xx bodies never echo exception text.
+
+    Behind Ray Serve the proxy already answers with ``X-Request-ID`` (the same id the ingress
+    read from the request), so ``id_header=False`` there avoids a duplicated header.
+    """
     if isinstance(exc, CanaryError):
         status, code = exc.status_code, exc.code
         message = exc.message if status < 500 else _generic(status)
@@ -94,7 +95,7 @@ def error_response(exc: Exception, request_id: str) -> JSONResponse:
         status, code, message = 500, "internal_error", _generic(500)
     if status >= 500:
         log.error("request %s failed with %s: %r", request_id, code, exc)
-    headers = {"X-Request-Id": request_id}
+    headers = {"X-Request-Id": request_id} if id_header else {}
     if status in (503, 429):
         headers["Retry-After"] = "1"
     return JSONResponse(error_body(code, message, request_id), status_code=status, headers=headers)
@@ -117,24 +118,26 @@ def _validation_text(exc: RequestValidationError) -> str:
 
 
 def _request_id(request: Request) -> str:
+    # Ray's proxy puts the caller's X-Request-ID, or one it generated, on every request and
+    # echoes it in the response; using the same id keeps our records and Ray's logs joinable.
     given = request.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given[:128] if given else uuid.uuid4().hex
 
 
 @app.exception_handler(Exception)
 async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) or _request_id(request)
-    return error_response(exc, rid)
+    return error_response(exc, rid, id_header=False)
 
 
 @app.exception_handler(RequestValidationError)
 async def _on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(exc, _request_id(request))
+    return error_response(exc, _request_id(request), id_header=False)
 
 
 @app.exception_handler(StarletteHTTPException)
 async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return error_response(exc, _request_id(request))
+    return error_response(exc, _request_id(request), id_header=False)
 
 
 @serve.deployment(max_ongoing_requests=64)
@@ -168,8 +171,7 @@ class Ingress:
 
     def _ok(self, body: dict[str, Any], request_id: str, versions: dict[str, int]) -> JSONResponse:
         body = {"request_id": request_id, "model_versions": versions, **body}
-        return JSONResponse(body, headers={"X-Request-Id": request_id,
-                                           "X-Model-Versions": versions_header(versions)})
+        return JSONResponse(body, headers={"X-Model-Versions": versions_header(versions)})
 
     async def _timed(self, route: str, request: Request, work) -> JSONResponse:  # type: ignore[no-untyped-def]
         request_id = _request_id(request)
@@ -179,7 +181,7 @@ class Ingress:
         try:
             response = await work(request_id, versions)
         except Exception as exc:  # noqa: BLE001 - mapped to a typed error response
-            response = error_response(exc, request_id)
+            response = error_response(exc, request_id, id_header=False)
         code = "ok"
         if response.status_code >= 400:
             code = json.loads(bytes(response.body)).get("error", {}).get("code", "error")
@@ -303,26 +305,6 @@ class Ingress:
     @app.get("/metrics", summary="Prometheus metrics of every replica (canaryserve_*).",
              response_class=PlainTextResponse)
     async def metrics_route(self) -> PlainTextResponse:
-        text = await asyncio.to_thread(_scrape_ray_metrics)
+        text = await asyncio.to_thread(metrics.scrape_cluster)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
-
-def _scrape_ray_metrics() -> str:
-    """Collect the platform's series from every node's Ray metrics export."""
-    import ray
-    import urllib.request
-
-    chunks = []
-    for node in ray.nodes():
-        if not node.get("Alive"):
-            continue
-        port = node.get("MetricsExportPort")
-        addr = node.get("NodeManagerAddress")
-        if not port or not addr:
-            continue
-        try:
-            with urllib.request.urlopen(f"http://{addr}:{port}/metrics", timeout=5) as r:
-                chunks.append(metrics.filter_exposition(r.read().decode()))
-        except OSError:
-            continue
-    return "".join(chunks)

@@ -75,3 +75,22 @@ def filter_exposition(text: str) -> str:
         if body.startswith(("ray_" + PREFIX, PREFIX)):
             keep.append(line)
     return "\n".join(keep) + ("\n" if keep else "")
+
+
+def scrape_cluster(timeout_s: float = 5.0) -> str:
+    """The platform's series from every live node's Ray metrics export, concatenated."""
+    import urllib.request
+
+    import ray
+
+    chunks = []
+    for node in ray.nodes():
+        port, addr = node.get("MetricsExportPort"), node.get("NodeManagerAddress")
+        if not node.get("Alive") or not port or not addr:
+            continue
+        try:
+            with urllib.request.urlopen(f"http://{addr}:{port}/metrics", timeout=timeout_s) as r:
+                chunks.append(filter_exposition(r.read().decode()))
+        except OSError:
+            continue  # a node going away must not break the scrape of the others
+    return "".join(chunks)

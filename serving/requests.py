@@ -7,6 +7,7 @@ Accepted: ``multipart/form-data`` (field ``image``/``file``, or ``video``, or re
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -97,7 +98,8 @@ async def read_image(request: Request, limits: LimitsSpec) -> tuple[np.ndarray, 
             f"content type {ctype!r} is not accepted for an image; use multipart/form-data, "
             "application/json or image/*"
         )
-    return decode_image(data, limits), data
+    # Decoding is CPU work: off the event loop, so concurrent requests keep flowing.
+    return await asyncio.to_thread(decode_image, data, limits), data
 
 
 async def read_clip(request: Request, limits: LimitsSpec) -> tuple[Clip, bytes]:
@@ -109,14 +111,14 @@ async def read_clip(request: Request, limits: LimitsSpec) -> tuple[Clip, bytes]:
         if frames:
             raw = [await _upload_bytes(f, "frames") for f in frames]
             fps = _fps(form.get("fps"))
-            return frames_clip(raw, fps, limits), b"".join(raw)
+            return await asyncio.to_thread(frames_clip, raw, fps, limits), b"".join(raw)
         field = next((f for f in VIDEO_FIELDS if f in form), None)
         if field is None:
             if len(form) == 0:
                 raise EmptyBody("the multipart body has no fields; send the clip as 'video'")
             raise InvalidInput(f"send the clip in field 'video' or 'frames'; got {sorted(form)}")
         data = await _upload_bytes(form[field], field)
-        return decode_video(data, limits), data
+        return await asyncio.to_thread(decode_video, data, limits), data
     if ctype == "application/json":
         body = await _json(request)
         if "frames_base64" in body:
@@ -126,16 +128,17 @@ async def read_clip(request: Request, limits: LimitsSpec) -> tuple[Clip, bytes]:
             if len(items) > limits.max_frames:
                 frames_clip([b""] * len(items), None, limits)  # raises TooManyFrames
             raw = [decode_b64(x, f"frames_base64[{i}]") for i, x in enumerate(items)]
-            return frames_clip(raw, _fps(body.get("fps")), limits), b"".join(raw)
+            return (await asyncio.to_thread(frames_clip, raw, _fps(body.get("fps")), limits),
+                    b"".join(raw))
         if "video_base64" in body:
             data = decode_b64(body["video_base64"], "video_base64")
-            return decode_video(data, limits), data
+            return await asyncio.to_thread(decode_video, data, limits), data
         raise InvalidInput(
             f"JSON body needs 'frames_base64' or 'video_base64'; got keys {sorted(body)[:10]}"
         )
     if ctype.startswith("video/") or ctype == "application/octet-stream":
         data = await request.body()
-        return decode_video(data, limits), data
+        return await asyncio.to_thread(decode_video, data, limits), data
     if not ctype and not await request.body():
         raise EmptyBody("the request body is empty")
     raise UnsupportedMediaType(
