@@ -49,8 +49,9 @@ class ModelServer:
         from model_registry.mlflow_store import MlflowModelStore
 
         self._binding = binding
-        store = MlflowModelStore(tracking_uri=binding.tracking_uri,
-                                 models_dir=Path(binding.data_dir) / "models")
+        store = MlflowModelStore(
+            tracking_uri=binding.tracking_uri, models_dir=Path(binding.data_dir) / "models"
+        )
         resolved = store.resolve(f"{binding.name}/{binding.version}")
         self._path = str(resolved.path)
         self._model = load_model(resolved.path, binding.runtime)

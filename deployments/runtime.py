@@ -83,8 +83,9 @@ def choose_provider(
             for name in preferred:
                 prov = _PROVIDERS.get(name)
                 if name != "cpu" and prov in available:
-                    return RuntimeInfo(prov, f"cuda:{gpu_ids[0] if gpu_ids else 0}", requested,
-                                       None, gpu_ids)
+                    return RuntimeInfo(
+                        prov, f"cuda:{gpu_ids[0] if gpu_ids else 0}", requested, None, gpu_ids
+                    )
             reason = f"no GPU execution provider in onnxruntime (available: {available})"
     return RuntimeInfo("CPUExecutionProvider", "cpu", requested, reason, gpu_ids)
 
@@ -100,7 +101,10 @@ def create_session(
     opts.intra_op_num_threads = spec.intra_op_num_threads
     opts.inter_op_num_threads = spec.inter_op_num_threads
     opts.log_severity_level = 3
-    providers = [info.provider] if info.provider == "CPUExecutionProvider" else [
-        info.provider, "CPUExecutionProvider"]
+    providers = (
+        [info.provider]
+        if info.provider == "CPUExecutionProvider"
+        else [info.provider, "CPUExecutionProvider"]
+    )
     session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     return session, info

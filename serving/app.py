@@ -28,8 +28,13 @@ class Plan:
     registry: dict[str, str]
 
 
-def plan_deployments(config: PlatformConfig, store: Any, *, registry_uri: str | None = None,
-                     local_dir: str | None = None) -> Plan:
+def plan_deployments(
+    config: PlatformConfig,
+    store: Any,
+    *,
+    registry_uri: str | None = None,
+    local_dir: str | None = None,
+) -> Plan:
     """Resolve every configured version ref against the registry (no Ray needed)."""
     uri = registry_uri or tracking_uri()
     local = local_dir or str(data_dir())
@@ -59,14 +64,23 @@ def plan_deployments(config: PlatformConfig, store: Any, *, registry_uri: str | 
         champion = aliases[name].get("champion")
         default[name] = champion if champion in versions else versions[0]
         for number in versions:
-            bindings.append(ModelBinding(
-                name=name, version=number, task=spec.task, tracking_uri=uri, data_dir=local,
-                max_batch_size=spec.batching.max_batch_size,
-                batch_wait_timeout_s=spec.batching.batch_wait_timeout_s,
-                runtime=spec.runtime,
-            ))
-    return Plan(bindings, VersionTable(served=served, default=default, aliases=aliases),
-                {"tracking_uri": uri, "data_dir": local})
+            bindings.append(
+                ModelBinding(
+                    name=name,
+                    version=number,
+                    task=spec.task,
+                    tracking_uri=uri,
+                    data_dir=local,
+                    max_batch_size=spec.batching.max_batch_size,
+                    batch_wait_timeout_s=spec.batching.batch_wait_timeout_s,
+                    runtime=spec.runtime,
+                )
+            )
+    return Plan(
+        bindings,
+        VersionTable(served=served, default=default, aliases=aliases),
+        {"tracking_uri": uri, "data_dir": local},
+    )
 
 
 def build_app(config: PlatformConfig, plan: Plan) -> Any:
@@ -89,11 +103,31 @@ def build_app(config: PlatformConfig, plan: Plan) -> Any:
     ).bind(config, handles, plan.table, plan.registry)
 
 
-def deploy(config: PlatformConfig, store: Any, *, route_prefix: str = "/",
-           name: str = APP_NAME, **plan_kw: Any) -> Plan:
+def deploy(
+    config: PlatformConfig,
+    store: Any,
+    *,
+    route_prefix: str = "/",
+    name: str = APP_NAME,
+    **plan_kw: Any,
+) -> Plan:
     """serve.run the application (Ray and Serve must already be started)."""
     from ray import serve
 
     plan = plan_deployments(config, store, **plan_kw)
     serve.run(build_app(config, plan), name=name, route_prefix=route_prefix)
     return plan
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """Entry point for Serve config files (KubeRay ``serveConfigV2``, ``serve run``).
+
+    ``args``: ``config`` (path of the platform YAML; the packaged default if absent). The
+    registry is whatever ``MLFLOW_TRACKING_URI`` / ``CANARYSERVE_DATA_DIR`` say in the pod.
+    """
+    from model_registry.mlflow_store import MlflowModelStore
+    from serving.config import load_config
+
+    config = load_config(args.get("config"))
+    store = MlflowModelStore()
+    return build_app(config, plan_deployments(config, store))

@@ -115,9 +115,13 @@ def serve(
         base = f"http://{cfg.server.host}:{cfg.server.port}"
         typer.secho(f"canaryserve is up at {base}", fg=typer.colors.GREEN, bold=True)
         typer.echo(f"  API docs      {base}/docs")
-        typer.echo(f"  pipelines     {', '.join(f'{base}/v1/pipelines/{p}' for p in cfg.pipelines)}")
-        typer.echo(f"  metrics       {base}/metrics  (Ray export: "
-                   f"http://127.0.0.1:{cfg.server.metrics_export_port}/metrics)")
+        typer.echo(
+            f"  pipelines     {', '.join(f'{base}/v1/pipelines/{p}' for p in cfg.pipelines)}"
+        )
+        typer.echo(
+            f"  metrics       {base}/metrics  (Ray export: "
+            f"http://127.0.0.1:{cfg.server.metrics_export_port}/metrics)"
+        )
         typer.echo(f"  MLflow store  {tracking_uri()}  (artifacts under {data_dir()})")
         typer.echo("  served        " + ", ".join(b.deployment_name for b in plan.bindings))
         typer.echo("  auth          disabled (local default; bound to loopback)")
@@ -138,10 +142,15 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
     try:
         store = _store()
         listing = store.list_models()
-        out = {name: {"aliases": store.aliases(name),
-                      "versions": [{"version": v.version, "description": v.description}
-                                   for v in versions]}
-               for name, versions in listing.items()}
+        out = {
+            name: {
+                "aliases": store.aliases(name),
+                "versions": [
+                    {"version": v.version, "description": v.description} for v in versions
+                ],
+            }
+            for name, versions in listing.items()
+        }
     except CanaryError as e:
         _fail(e)
     if as_json:
@@ -185,13 +194,18 @@ def predict(
     """Send a file to a running canaryserve and print the JSON answer."""
     import httpx
 
-    field = "video" if image.suffix.lower() in {".mp4", ".avi", ".mov", ".mkv", ".webm"} else (
-        "image")
+    field = (
+        "video" if image.suffix.lower() in {".mp4", ".avi", ".mov", ".mkv", ".webm"} else ("image")
+    )
     headers = {"X-Model-Version": pin} if pin else {}
     try:
         with image.open("rb") as f:
-            r = httpx.post(f"{url}/v1/pipelines/{pipeline}", files={field: (image.name, f)},
-                           headers=headers, timeout=120)
+            r = httpx.post(
+                f"{url}/v1/pipelines/{pipeline}",
+                files={field: (image.name, f)},
+                headers=headers,
+                timeout=120,
+            )
     except httpx.HTTPError as e:
         typer.secho(f"error: could not reach {url}: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None

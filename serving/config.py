@@ -178,10 +178,13 @@ def _check_pipeline(pname: str, pipe: PipelineSpec, models: dict[str, ModelSpec]
                 raise ValueError(f"{where}: op {node.op!r} needs a 'model' ({op.task} model)")
             spec = models.get(node.model)
             if spec is None:
-                raise ValueError(f"{where}: model {node.model!r} is not in models: {sorted(models)}")
+                raise ValueError(
+                    f"{where}: model {node.model!r} is not in models: {sorted(models)}"
+                )
             if spec.task != op.task:
                 raise ValueError(
-                    f"{where}: op {node.op!r} needs a {op.task} model, {node.model!r} is {spec.task}"
+                    f"{where}: op {node.op!r} needs a {op.task} model, "
+                    f"{node.model!r} is {spec.task}"
                 )
         elif node.model is not None:
             raise ValueError(f"{where}: op {node.op!r} takes no model, got {node.model!r}")
@@ -197,8 +200,9 @@ def _check_pipeline(pname: str, pipe: PipelineSpec, models: dict[str, ModelSpec]
         raise ValueError(f"pipelines.{pname}.input: {pipe.input!r}")
 
 
-def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None
-                ) -> PlatformConfig:
+def load_config(
+    path: Path | str | None = None, overrides: dict[str, Any] | None = None
+) -> PlatformConfig:
     """Load and validate a config file (the packaged default when ``path`` is None)."""
     path = Path(path) if path else DEFAULT_CONFIG
     try:

@@ -10,7 +10,6 @@ Every response carries the request id and the model versions that produced it (b
 ``X-Request-Id`` / ``X-Model-Versions`` headers).
 """
 
-
 import asyncio
 import json
 import logging
@@ -38,28 +37,51 @@ log = logging.getLogger("canaryserve.ingress")
 _IMAGE_BODY = {
     "required": True,
     "content": {
-        "multipart/form-data": {"schema": {
-            "type": "object", "required": ["image"],
-            "properties": {"image": {"type": "string", "format": "binary"}}}},
-        "application/json": {"schema": {
-            "type": "object", "required": ["image_base64"],
-            "properties": {"image_base64": {"type": "string", "format": "byte"}}}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {"image": {"type": "string", "format": "binary"}},
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["image_base64"],
+                "properties": {"image_base64": {"type": "string", "format": "byte"}},
+            }
+        },
     },
 }
 _ANY_BODY = {
     "required": True,
     "content": {
         **_IMAGE_BODY["content"],
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "image": {"type": "string", "format": "binary"},
-            "video": {"type": "string", "format": "binary"},
-            "frames": {"type": "array", "items": {"type": "string", "format": "binary"}},
-            "fps": {"type": "number"}}}},
-        "application/json": {"schema": {"type": "object", "properties": {
-            "image_base64": {"type": "string", "format": "byte"},
-            "video_base64": {"type": "string", "format": "byte"},
-            "frames_base64": {"type": "array", "items": {"type": "string", "format": "byte"}},
-            "fps": {"type": "number"}}}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "image": {"type": "string", "format": "binary"},
+                    "video": {"type": "string", "format": "binary"},
+                    "frames": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "fps": {"type": "number"},
+                },
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "image_base64": {"type": "string", "format": "byte"},
+                    "video_base64": {"type": "string", "format": "byte"},
+                    "frames_base64": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "byte"},
+                    },
+                    "fps": {"type": "number"},
+                },
+            }
+        },
     },
 }
 
@@ -143,8 +165,13 @@ async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONRespons
 @serve.deployment(max_ongoing_requests=64)
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, config: PlatformConfig, handles: dict[str, dict[int, Any]],
-                 table: VersionTable, registry: dict[str, str]) -> None:
+    def __init__(
+        self,
+        config: PlatformConfig,
+        handles: dict[str, dict[int, Any]],
+        table: VersionTable,
+        registry: dict[str, str],
+    ) -> None:
         self._config = config
         self._handles = handles
         self._table = table
@@ -180,13 +207,14 @@ class Ingress:
         versions: dict[str, int] = {}
         try:
             response = await work(request_id, versions)
-        except Exception as exc:  # noqa: BLE001 - mapped to a typed error response
+        except Exception as exc:
             response = error_response(exc, request_id, id_header=False)
         code = "ok"
         if response.status_code >= 400:
             code = json.loads(bytes(response.body)).get("error", {}).get("code", "error")
-        metrics.observe_request(route, response.status_code, code,
-                                time.perf_counter() - t0, versions)
+        metrics.observe_request(
+            route, response.status_code, code, time.perf_counter() - t0, versions
+        )
         return response
 
     # --- routes ----------------------------------------------------------------------------
@@ -208,52 +236,79 @@ class Ingress:
                 try:
                     await asyncio.wait_for(handle.info.remote(), timeout=5)
                     checks[key] = "ready"
-                except Exception:  # noqa: BLE001
+                except Exception:
                     checks[key] = "unavailable"
         ready = all(v == "ready" for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "not_ready", "deployments": checks},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", "deployments": checks},
+            status_code=200 if ready else 503,
+        )
 
     @app.get("/v1/pipelines", summary="Configured pipelines and their DAGs.")
     async def list_pipelines(self) -> dict[str, Any]:
-        return {"pipelines": {
-            name: {"input": p.input, "description": p.description,
-                   "nodes": [n.model_dump() for n in p.nodes], "output": p.output,
-                   "models": models_of(p)}
-            for name, p in self._config.pipelines.items()}}
+        return {
+            "pipelines": {
+                name: {
+                    "input": p.input,
+                    "description": p.description,
+                    "nodes": [n.model_dump() for n in p.nodes],
+                    "output": p.output,
+                    "models": models_of(p),
+                }
+                for name, p in self._config.pipelines.items()
+            }
+        }
 
-    @app.post("/v1/pipelines/{name}", summary="Run a pipeline on an image or a clip.",
-              openapi_extra={"requestBody": _ANY_BODY})
+    @app.post(
+        "/v1/pipelines/{name}",
+        summary="Run a pipeline on an image or a clip.",
+        openapi_extra={"requestBody": _ANY_BODY},
+    )
     async def run_pipeline_route(self, name: str, request: Request) -> JSONResponse:
         async def work(request_id: str, versions: dict[str, int]) -> JSONResponse:
             spec = self._config.pipelines.get(name)
             if spec is None:
-                raise UnknownPipeline(f"pipeline {name!r} does not exist; pipelines: "
-                                      f"{sorted(self._config.pipelines)}")
-            versions.update(self._table.choose(models_of(spec),
-                                               parse_pins(request.headers.get(PIN_HEADER))))
+                raise UnknownPipeline(
+                    f"pipeline {name!r} does not exist; pipelines: {sorted(self._config.pipelines)}"
+                )
+            versions.update(
+                self._table.choose(models_of(spec), parse_pins(request.headers.get(PIN_HEADER)))
+            )
             limits = self._config.limits
             if spec.input == "image":
                 value, _raw = await read_image(request, limits)
-                meta: dict[str, Any] = {"image": {"width": value.shape[1],
-                                                  "height": value.shape[0]}}
+                meta: dict[str, Any] = {
+                    "image": {"width": value.shape[1], "height": value.shape[0]}
+                }
             else:
                 value, _raw = await read_clip(request, limits)
-                meta = {"clip": {"frames": len(value.frames), "fps": value.fps,
-                                 "width": value.size[0], "height": value.size[1]}}
+                meta = {
+                    "clip": {
+                        "frames": len(value.frames),
+                        "fps": value.fps,
+                        "width": value.size[0],
+                        "height": value.size[1],
+                    }
+                }
             t0 = time.perf_counter()
             result = await asyncio.wait_for(
-                run_pipeline(spec, value, self._caller(versions, request_id)), spec.timeout_s)
+                run_pipeline(spec, value, self._caller(versions, request_id)), spec.timeout_s
+            )
             meta["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-            return self._ok({"pipeline": name, "result": result, "input": meta},
-                            request_id, versions)
+            return self._ok(
+                {"pipeline": name, "result": result, "input": meta}, request_id, versions
+            )
 
         return await self._timed(f"pipeline:{name}", request, work)
 
-    @app.post("/v1/models/{name}:predict", summary="Run one model version on one input.",
-              openapi_extra={"requestBody": _IMAGE_BODY})
-    async def predict(self, name: str, request: Request, version: int | None = None
-                      ) -> JSONResponse:
+    @app.post(
+        "/v1/models/{name}:predict",
+        summary="Run one model version on one input.",
+        openapi_extra={"requestBody": _IMAGE_BODY},
+    )
+    async def predict(
+        self, name: str, request: Request, version: int | None = None
+    ) -> JSONResponse:
         async def work(request_id: str, versions: dict[str, int]) -> JSONResponse:
             pins = parse_pins(request.headers.get(PIN_HEADER))
             if version is not None:
@@ -261,13 +316,18 @@ class Ingress:
             versions.update(self._table.choose([name], pins))
             task = self._config.models[name].task
             if task == "action":
-                raise InvalidInput("the action model takes tracks; run it through a clip "
-                                   "pipeline (POST /v1/pipelines/clip)")
+                raise InvalidInput(
+                    "the action model takes tracks; run it through a clip "
+                    "pipeline (POST /v1/pipelines/clip)"
+                )
             image, _raw = await read_image(request, self._config.limits)
             (out,) = await self._caller(versions, request_id)(name, [image])
             kind = "detections" if task == "detection" else "text"
-            return self._ok({"model": name, "version": versions[name],
-                             "result": {kind: to_json(kind, out)}}, request_id, versions)
+            return self._ok(
+                {"model": name, "version": versions[name], "result": {kind: to_json(kind, out)}},
+                request_id,
+                versions,
+            )
 
         return await self._timed(f"model:{name}", request, work)
 
@@ -280,7 +340,7 @@ class Ingress:
             for version, handle in by_version.items():
                 try:
                     info = await asyncio.wait_for(handle.info.remote(), timeout=10)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     info = {"status": "unavailable"}
                 served[model]["versions"][str(version)] = info
         return {"registry": registry, "served": served}
@@ -288,23 +348,35 @@ class Ingress:
     def _registry_view(self) -> dict[str, Any]:
         from model_registry.mlflow_store import MlflowModelStore
 
-        store = MlflowModelStore(tracking_uri=self._registry["tracking_uri"],
-                                 models_dir=Path(self._registry["data_dir"]) / "models")
+        store = MlflowModelStore(
+            tracking_uri=self._registry["tracking_uri"],
+            models_dir=Path(self._registry["data_dir"]) / "models",
+        )
         out: dict[str, Any] = {}
         for name, versions in store.list_models().items():
             out[name] = {
                 "aliases": store.aliases(name),
-                "versions": [{"version": v.version, "aliases": list(v.aliases),
-                              "description": v.description,
-                              "source": {k: val for k, val in v.tags.items()
-                                         if k.startswith("canaryserve.source")}}
-                             for v in versions],
+                "versions": [
+                    {
+                        "version": v.version,
+                        "aliases": list(v.aliases),
+                        "description": v.description,
+                        "source": {
+                            k: val
+                            for k, val in v.tags.items()
+                            if k.startswith("canaryserve.source")
+                        },
+                    }
+                    for v in versions
+                ],
             }
         return out
 
-    @app.get("/metrics", summary="Prometheus metrics of every replica (canaryserve_*).",
-             response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics of every replica (canaryserve_*).",
+        response_class=PlainTextResponse,
+    )
     async def metrics_route(self) -> PlainTextResponse:
         text = await asyncio.to_thread(metrics.scrape_cluster)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
-

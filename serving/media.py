@@ -60,13 +60,15 @@ def decode_image(data: bytes, limits: LimitsSpec) -> np.ndarray:
     if len(data) > limits.max_image_bytes:
         raise ImageTooLarge(
             f"image is {len(data)} bytes; the limit is {limits.max_image_bytes} bytes",
-            size=len(data), limit=limits.max_image_bytes,
+            size=len(data),
+            limit=limits.max_image_bytes,
         )
     pixels = image_pixels(data)
     if pixels is not None and pixels > limits.max_image_pixels:
         raise ImageTooLarge(
             f"image has {pixels} pixels; the limit is {limits.max_image_pixels} pixels",
-            pixels=pixels, limit=limits.max_image_pixels,
+            pixels=pixels,
+            limit=limits.max_image_pixels,
         )
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
@@ -142,12 +144,14 @@ def frames_clip(frames: list[bytes], fps: float | None, limits: LimitsSpec) -> C
     if len(frames) > limits.max_frames:
         raise TooManyFrames(
             f"clip has {len(frames)} frames; the limit is {limits.max_frames}",
-            frames=len(frames), limit=limits.max_frames,
+            frames=len(frames),
+            limit=limits.max_frames,
         )
     decoded = [_fit(decode_image(f, limits), limits.max_frame_side) for f in frames]
     sizes = {f.shape[:2] for f in decoded}
     if len(sizes) > 1:
         first = decoded[0].shape[:2]
-        decoded = [f if f.shape[:2] == first else cv2.resize(f, (first[1], first[0]))
-                   for f in decoded]
+        decoded = [
+            f if f.shape[:2] == first else cv2.resize(f, (first[1], first[0])) for f in decoded
+        ]
     return Clip(frames=decoded, fps=float(fps) if fps and fps > 0 else DEFAULT_FPS)

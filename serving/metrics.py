@@ -13,8 +13,27 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6, 0.8, 1.0,
-                     1.5, 2.5, 4.0, 6.0, 10.0, 20.0, 40.0]
+LATENCY_BUCKETS_S = [
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.4,
+    0.6,
+    0.8,
+    1.0,
+    1.5,
+    2.5,
+    4.0,
+    6.0,
+    10.0,
+    20.0,
+    40.0,
+]
 BATCH_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128]
 PREFIX = "canaryserve_"
 
@@ -50,14 +69,17 @@ def _metrics() -> dict[str, Any]:
     }
 
 
-def observe_request(route: str, status: int, code: str, seconds: float,
-                    versions: dict[str, int]) -> None:
+def observe_request(
+    route: str, status: int, code: str, seconds: float, versions: dict[str, int]
+) -> None:
     mt = _metrics()
     mt["requests"].inc(1, tags={"route": route, "status": str(status), "code": code})
     targets = versions.items() or [("none", "none")]
     for model, version in targets:
-        mt["request_latency"].observe(seconds, tags={
-            "route": route, "model": model, "version": str(version), "status": str(status)})
+        mt["request_latency"].observe(
+            seconds,
+            tags={"route": route, "model": model, "version": str(version), "status": str(status)},
+        )
 
 
 def observe_batch(model: str, version: int, size: int, seconds: float) -> None:

@@ -125,22 +125,28 @@ async def _alerts(call: ModelCaller, model: str | None, args: list[Any], p: Any)
         point = max(track.points, key=lambda tp: tp.detection.score)
         det = point.detection
         snapshot = await asyncio.to_thread(
-            snapshot_jpeg, clip.frames[point.frame_index], det.body_box or det.box,
-            p.snapshot_max_side, p.jpeg_quality,
+            snapshot_jpeg,
+            clip.frames[point.frame_index],
+            det.body_box or det.box,
+            p.snapshot_max_side,
+            p.jpeg_quality,
         )
-        alerts.append({
-            "track_id": track_id,
-            "action": pred.label,
-            "confidence": round(pred.confidence, 4),
-            "frame_index": point.frame_index,
-            "box": [round(v, 1) for v in (det.body_box or det.box)],
-            "snapshot_jpeg_base64": snapshot,
-        })
+        alerts.append(
+            {
+                "track_id": track_id,
+                "action": pred.label,
+                "confidence": round(pred.confidence, 4),
+                "frame_index": point.frame_index,
+                "box": [round(v, 1) for v in (det.body_box or det.box)],
+                "snapshot_jpeg_base64": snapshot,
+            }
+        )
     return alerts
 
 
-def snapshot_jpeg(frame: np.ndarray, box: tuple[float, float, float, float], max_side: int,
-                  quality: int) -> str:
+def snapshot_jpeg(
+    frame: np.ndarray, box: tuple[float, float, float, float], max_side: int, quality: int
+) -> str:
     import cv2
 
     h, w = frame.shape[:2]
@@ -151,8 +157,9 @@ def snapshot_jpeg(frame: np.ndarray, box: tuple[float, float, float, float], max
     scale = max_side / max(crop.shape[:2])
     if scale < 1:
         crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:  # pragma: no cover - imencode of a uint8 crop does not fail
         raise RuntimeError("JPEG encoding failed")
     return base64.b64encode(buf.tobytes()).decode("ascii")
@@ -168,8 +175,14 @@ OPS: dict[str, Op] = {
     op.name: op
     for op in (
         Op("detect", ("image",), "detections", "detection", ScoreParams, _detect),
-        Op("detect_frames", ("frames",), "frame_detections", "detection", ScoreParams,
-           _detect_frames),
+        Op(
+            "detect_frames",
+            ("frames",),
+            "frame_detections",
+            "detection",
+            ScoreParams,
+            _detect_frames,
+        ),
         Op("ocr", ("image",), "text", "ocr", OcrParams, _ocr),
         Op("persons", ("detections",), "detections", None, ScoreParams, _persons),
         Op("track", ("frame_detections", "frames"), "tracks", None, _tracker_params(), _track),
@@ -204,5 +217,13 @@ def _round(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["OPS", "PIPELINE_INPUT_KINDS", "ActionPrediction", "Clip", "Detection", "Op",
-           "TextLine", "to_json"]
+__all__ = [
+    "OPS",
+    "PIPELINE_INPUT_KINDS",
+    "ActionPrediction",
+    "Clip",
+    "Detection",
+    "Op",
+    "TextLine",
+    "to_json",
+]

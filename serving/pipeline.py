@@ -24,8 +24,10 @@ async def run_pipeline(spec: PipelineSpec, value: Any, call: ModelCaller) -> dic
     async def _node(node_index: int) -> Any:
         node = spec.nodes[node_index]
         op = OPS[node.op]
-        args = [await (loop_input if src in ("input", spec.input) else results[src])
-                for src in node.inputs]
+        args = [
+            await (loop_input if src in ("input", spec.input) else results[src])
+            for src in node.inputs
+        ]
         params = op.validate_params(node.params)
         return await op.run(call, node.model, args, params)
 

@@ -91,8 +91,9 @@ async def read_image(request: Request, limits: LimitsSpec) -> tuple[np.ndarray, 
         body = await request.body()
         if not body:
             raise EmptyBody("the request body is empty")
-        raise UnsupportedMediaType("missing Content-Type; send multipart/form-data, "
-                                   "application/json or image/*")
+        raise UnsupportedMediaType(
+            "missing Content-Type; send multipart/form-data, application/json or image/*"
+        )
     else:
         raise UnsupportedMediaType(
             f"content type {ctype!r} is not accepted for an image; use multipart/form-data, "
@@ -128,8 +129,10 @@ async def read_clip(request: Request, limits: LimitsSpec) -> tuple[Clip, bytes]:
             if len(items) > limits.max_frames:
                 frames_clip([b""] * len(items), None, limits)  # raises TooManyFrames
             raw = [decode_b64(x, f"frames_base64[{i}]") for i, x in enumerate(items)]
-            return (await asyncio.to_thread(frames_clip, raw, _fps(body.get("fps")), limits),
-                    b"".join(raw))
+            return (
+                await asyncio.to_thread(frames_clip, raw, _fps(body.get("fps")), limits),
+                b"".join(raw),
+            )
         if "video_base64" in body:
             data = decode_b64(body["video_base64"], "video_base64")
             return await asyncio.to_thread(decode_video, data, limits), data

@@ -42,8 +42,9 @@ class VersionTable:
     def choose(self, models: list[str], pins: dict[str, int]) -> dict[str, int]:
         for name in pins:
             if name not in self.served:
-                raise UnknownModel(f"pinned model {name!r} is not served; served: "
-                                   f"{sorted(self.served)}")
+                raise UnknownModel(
+                    f"pinned model {name!r} is not served; served: {sorted(self.served)}"
+                )
         chosen: dict[str, int] = {}
         for model in models:
             if model not in self.served:

@@ -26,15 +26,24 @@ EXTRA_PIPELINE = {
     "input": "image",
     "nodes": [
         {"name": "read", "op": "ocr", "model": "ocr", "inputs": ["image"]},
-        {"name": "find", "op": "detect", "model": "detector", "inputs": ["image"],
-         "params": {"min_score": 0.5}},
+        {
+            "name": "find",
+            "op": "detect",
+            "model": "detector",
+            "inputs": ["image"],
+            "params": {"min_score": 0.5},
+        },
     ],
     "output": {"lines": "read", "people": "find"},
 }
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5,
-             what: str = "condition") -> Any:
+def wait_for(
+    cond: Callable[[], Any],
+    timeout: float = 60.0,
+    interval: float = 0.5,
+    what: str | Callable[[], str] = "condition",
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -42,10 +51,11 @@ def wait_for(cond: Callable[[], Any], timeout: float = 60.0, interval: float = 0
             last = cond()
             if last:
                 return last
-        except Exception as e:  # noqa: BLE001 - polled until the deadline
+        except Exception as e:
             last = e
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    label = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout}s waiting for {label}; last: {last!r}")
 
 
 def free_port() -> int:
@@ -57,8 +67,10 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("canaryserve-data")
-    old = {k: os.environ.get(k) for k in ("CANARYSERVE_DATA_DIR", "CANARYSERVE_CACHE_DIR",
-                                           "MLFLOW_TRACKING_URI")}
+    old = {
+        k: os.environ.get(k)
+        for k in ("CANARYSERVE_DATA_DIR", "CANARYSERVE_CACHE_DIR", "MLFLOW_TRACKING_URI")
+    }
     os.environ["CANARYSERVE_DATA_DIR"] = str(path)
     os.environ["CANARYSERVE_CACHE_DIR"] = str(REPO / ".canaryserve" / "cache")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -86,9 +98,14 @@ def ray_cluster(data_dir: Path) -> Iterator[None]:
     from ray import serve
 
     # Logical GPUs let the scheduling tests place fractional-GPU replicas on a CPU machine.
-    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, logging_level="WARNING",
-             _metrics_export_port=free_port(),
-             runtime_env={"env_vars": {"CANARYSERVE_DATA_DIR": str(data_dir)}})
+    ray.init(
+        num_cpus=4,
+        num_gpus=2,
+        include_dashboard=False,
+        logging_level="WARNING",
+        _metrics_export_port=free_port(),
+        runtime_env={"env_vars": {"CANARYSERVE_DATA_DIR": str(data_dir)}},
+    )
     yield
     serve.shutdown()
     ray.shutdown()
@@ -114,8 +131,11 @@ def base_url(ray_cluster: None, store: Any, platform_config: Any) -> str:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     deploy(platform_config, store)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200, timeout=180,
-             what="readyz")
+    wait_for(
+        lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200,
+        timeout=180,
+        what="readyz",
+    )
     return url
 
 

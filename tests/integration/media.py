@@ -21,23 +21,28 @@ def encode(rgb: np.ndarray, ext: str = ".png") -> bytes:
 def text_image(lines: list[str], width: int = 640) -> np.ndarray:
     img = np.full((60 + 70 * len(lines), width, 3), 255, np.uint8)
     for i, line in enumerate(lines):
-        cv2.putText(img, line, (30, 70 + 70 * i), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 3,
-                    cv2.LINE_AA)
+        cv2.putText(
+            img, line, (30, 70 + 70 * i), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 3, cv2.LINE_AA
+        )
     return img
 
 
-def person_clip(moving: bool, frames: int = 16, size: tuple[int, int] = (640, 360),
-                person_height: int = 240, step: int = 18) -> list[np.ndarray]:
+def person_clip(
+    moving: bool,
+    frames: int = 16,
+    size: tuple[int, int] = (640, 360),
+    person_height: int = 240,
+    step: int = 18,
+) -> list[np.ndarray]:
     """The astronaut photo pasted on a plain background, walking across or standing still."""
     w, h = size
-    person = cv2.resize(astronaut(), (person_height, person_height),
-                        interpolation=cv2.INTER_AREA)
+    person = cv2.resize(astronaut(), (person_height, person_height), interpolation=cv2.INTER_AREA)
     out = []
     for i in range(frames):
         canvas = np.full((h, w, 3), 128, np.uint8)
         x = 20 + (i * step if moving else 0)
         y = h - person_height - 10
-        canvas[y:y + person_height, x:x + person_height] = person
+        canvas[y : y + person_height, x : x + person_height] = person
         out.append(canvas)
     return out
 

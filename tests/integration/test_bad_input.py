@@ -19,7 +19,9 @@ def _code(r: httpx.Response) -> tuple[int, str]:
 
 
 def test_undecodable_image(client: httpx.Client) -> None:
-    r = client.post("/v1/pipelines/inspect", files={"image": ("x.png", b"not an image", "image/png")})
+    r = client.post(
+        "/v1/pipelines/inspect", files={"image": ("x.png", b"not an image", "image/png")}
+    )
     assert _code(r) == (400, "undecodable_image")
 
 
@@ -31,14 +33,16 @@ def test_empty_body(client: httpx.Client) -> None:
 
 
 def test_wrong_content_type(client: httpx.Client) -> None:
-    r = client.post("/v1/pipelines/inspect", content=b"hello",
-                    headers={"Content-Type": "text/plain"})
+    r = client.post(
+        "/v1/pipelines/inspect", content=b"hello", headers={"Content-Type": "text/plain"}
+    )
     assert _code(r) == (415, "unsupported_media_type")
 
 
 def test_bad_json_and_base64(client: httpx.Client) -> None:
-    r = client.post("/v1/pipelines/inspect", content=b"{nope",
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/v1/pipelines/inspect", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert _code(r) == (400, "bad_request")
     r = client.post("/v1/pipelines/inspect", json={"image_base64": "%%%"})
     assert _code(r) == (400, "invalid_base64")

@@ -29,8 +29,9 @@ def test_health_and_docs(client: httpx.Client) -> None:
 
 
 def test_inspect_finds_the_astronaut(client: httpx.Client) -> None:
-    r = client.post("/v1/pipelines/inspect",
-                    files={"image": ("a.png", encode(astronaut()), "image/png")})
+    r = client.post(
+        "/v1/pipelines/inspect", files={"image": ("a.png", encode(astronaut()), "image/png")}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["request_id"] == r.headers["X-Request-Id"]
@@ -47,8 +48,7 @@ def test_inspect_finds_the_astronaut(client: httpx.Client) -> None:
 
 def test_ocr_reads_a_rendered_line(client: httpx.Client) -> None:
     img = encode(text_image(["RETURN 12345"]))
-    r = client.post("/v1/pipelines/inspect",
-                    json={"image_base64": base64.b64encode(img).decode()})
+    r = client.post("/v1/pipelines/inspect", json={"image_base64": base64.b64encode(img).decode()})
     assert r.status_code == 200, r.text
     texts = [ln["text"] for ln in r.json()["result"]["text"]]
     assert any("RETURN 12345" in t.replace("  ", " ") for t in texts), texts
@@ -59,8 +59,9 @@ def test_versions_side_by_side_answer_with_their_own_version(client: httpx.Clien
     img = encode(astronaut())
     out = {}
     for v in (1, 2):
-        r = client.post(f"/v1/models/detector:predict?version={v}",
-                        files={"image": ("a.png", img, "image/png")})
+        r = client.post(
+            f"/v1/models/detector:predict?version={v}", files={"image": ("a.png", img, "image/png")}
+        )
         assert r.status_code == 200, r.text
         assert r.json()["version"] == v and _versions_header(r) == {"detector": v}
         out[v] = r.json()["result"]["detections"]
@@ -74,23 +75,29 @@ def test_versions_side_by_side_answer_with_their_own_version(client: httpx.Clien
 
 
 def test_pin_header_selects_version_for_the_whole_pipeline(client: httpx.Client) -> None:
-    r = client.post("/v1/pipelines/inspect", headers={"X-Model-Version": "detector=2,ocr=2"},
-                    files={"image": ("a.png", encode(text_image(["SKU 99812"])), "image/png")})
+    r = client.post(
+        "/v1/pipelines/inspect",
+        headers={"X-Model-Version": "detector=2,ocr=2"},
+        files={"image": ("a.png", encode(text_image(["SKU 99812"])), "image/png")},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["model_versions"] == {"detector": 2, "ocr": 2}
 
 
 def test_yaml_only_pipeline_is_served(client: httpx.Client) -> None:
-    r = client.post("/v1/pipelines/read_and_find",
-                    files={"image": ("t.png", encode(text_image(["RMA 4471"])), "image/png")})
+    r = client.post(
+        "/v1/pipelines/read_and_find",
+        files={"image": ("t.png", encode(text_image(["RMA 4471"])), "image/png")},
+    )
     assert r.status_code == 200, r.text
     assert set(r.json()["result"]) == {"lines", "people"}
     assert any("4471" in ln["text"] for ln in r.json()["result"]["lines"])
 
 
 @pytest.mark.parametrize("moving,expected", [(True, "walking"), (False, "standing")])
-def test_clip_tracks_and_classifies(client: httpx.Client, tmp_path: Path, moving: bool,
-                                    expected: str) -> None:
+def test_clip_tracks_and_classifies(
+    client: httpx.Client, tmp_path: Path, moving: bool, expected: str
+) -> None:
     video = video_bytes(person_clip(moving), tmp_path / "clip.avi")
     r = client.post("/v1/pipelines/clip", files={"video": ("clip.avi", video, "video/x-msvideo")})
     assert r.status_code == 200, r.text
@@ -106,8 +113,9 @@ def test_clip_tracks_and_classifies(client: httpx.Client, tmp_path: Path, moving
 
 def test_clip_as_frames_and_alerts(client: httpx.Client) -> None:
     frames = person_clip(True, frames=10)
-    files = [("frames", (f"{i}.jpg", encode(f, ".jpg"), "image/jpeg"))
-             for i, f in enumerate(frames)]
+    files = [
+        ("frames", (f"{i}.jpg", encode(f, ".jpg"), "image/jpeg")) for i, f in enumerate(frames)
+    ]
     r = client.post("/v1/pipelines/clip", files=files, data={"fps": "10"})
     assert r.status_code == 200, r.text
     assert r.json()["input"]["clip"]["frames"] == 10
@@ -121,14 +129,18 @@ def test_batching_really_batches(client: httpx.Client, base_url: str) -> None:
 
     def one(_: int) -> int:
         with httpx.Client(base_url=base_url, timeout=120) as c:
-            return c.post("/v1/models/detector:predict?version=2",
-                          files={"image": ("a.png", img, "image/png")}).status_code
+            return c.post(
+                "/v1/models/detector:predict?version=2",
+                files={"image": ("a.png", img, "image/png")},
+            ).status_code
 
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(one, range(24))) == {200}
     # A clip fans its frames out to the detector at once: they arrive as one batch.
-    frames = [("frames", (f"{i}.jpg", encode(f, ".jpg"), "image/jpeg"))
-              for i, f in enumerate(person_clip(True, frames=12))]
+    frames = [
+        ("frames", (f"{i}.jpg", encode(f, ".jpg"), "image/jpeg"))
+        for i, f in enumerate(person_clip(True, frames=12))
+    ]
     r = client.post("/v1/pipelines/clip", files=frames, headers={"X-Model-Version": "detector=2"})
     assert r.status_code == 200 and r.json()["model_versions"]["detector"] == 2
     info = client.get("/v1/models").json()["served"]["detector"]["versions"]["2"]
@@ -147,9 +159,29 @@ def test_metrics_aggregate_replicas(client: httpx.Client) -> None:
 
     def scraped() -> str | None:
         text = client.get("/metrics").text
-        ok = ("canaryserve_request_latency_seconds_bucket" in text
-              and "canaryserve_inference_latency_seconds_bucket" in text)
+        ok = (
+            "canaryserve_request_latency_seconds_bucket" in text
+            and "canaryserve_inference_latency_seconds_bucket" in text
+        )
         return text if ok else None
 
     text = wait_for(scraped, timeout=60, interval=2, what="metrics export")
     assert 'route="model:detector"' in text and 'version="1"' in text
+
+
+def test_cli_predict_against_the_running_platform(base_url: str, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    image = tmp_path / "form.png"
+    image.write_bytes(encode(text_image(["RMA 4471"])))
+    result = CliRunner().invoke(
+        app, ["predict", str(image), "--pipeline", "inspect", "--url", base_url, "--pin", "ocr=2"]
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["model_versions"] == {"detector": 1, "ocr": 2}
+    assert any("4471" in line["text"] for line in body["result"]["text"])

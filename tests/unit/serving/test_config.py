@@ -76,14 +76,13 @@ def test_bad_values_are_quoted() -> None:
 def test_extra_keys_are_refused() -> None:
     raw = _raw()
     raw["models"]["detector"]["replicas"] = 3
-    with pytest.raises(ConfigError, match="models.detector.replicas"):
+    with pytest.raises(ConfigError, match=r"models\.detector\.replicas"):
         parse_config(raw)
 
 
 def test_autoscaling_bounds() -> None:
     raw = _raw()
-    raw["models"]["detector"]["deployment"]["autoscaling"] = {"min_replicas": 3,
-                                                              "max_replicas": 1}
+    raw["models"]["detector"]["deployment"]["autoscaling"] = {"min_replicas": 3, "max_replicas": 1}
     with pytest.raises(ConfigError, match=r"max_replicas \(1\) < min_replicas \(3\)"):
         parse_config(raw)
 
@@ -91,8 +90,10 @@ def test_autoscaling_bounds() -> None:
 def test_autoscaling_options_reach_ray() -> None:
     raw = _raw()
     raw["models"]["detector"]["deployment"] = {
-        "num_cpus": 0.25, "num_gpus": 0.5,
-        "autoscaling": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 1}}
+        "num_cpus": 0.25,
+        "num_gpus": 0.5,
+        "autoscaling": {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 1},
+    }
     opts = parse_config(raw).models["detector"].deployment.ray_options()
     assert opts["ray_actor_options"] == {"num_cpus": 0.25, "num_gpus": 0.5}
     assert opts["autoscaling_config"]["max_replicas"] == 4
@@ -117,7 +118,7 @@ def test_duplicate_node_name() -> None:
 def test_output_must_name_a_node() -> None:
     raw = _raw()
     raw["pipelines"]["inspect"]["output"]["extra"] = "nowhere"
-    with pytest.raises(ConfigError, match="output.extra: 'nowhere' is not a node"):
+    with pytest.raises(ConfigError, match=r"output\.extra: 'nowhere' is not a node"):
         parse_config(raw)
 
 

@@ -32,13 +32,23 @@ class Recorder:
         if model == self.fail:
             raise RuntimeError("model down")
         if model == "detector":
-            return [[Detection(box=(10, 10, 50, 90), score=0.9,
-                               keypoints=(Keypoint("mid_hip", 30, 70),)),
-                     Detection(box=(0, 0, 5, 5), score=0.2)] for _ in items]
+            return [
+                [
+                    Detection(
+                        box=(10, 10, 50, 90), score=0.9, keypoints=(Keypoint("mid_hip", 30, 70),)
+                    ),
+                    Detection(box=(0, 0, 5, 5), score=0.2),
+                ]
+                for _ in items
+            ]
         if model == "ocr":
-            return [[TextLine("RMA 1", 0.95, ((0, 0), (9, 0), (9, 9), (0, 9)), (0, 0, 9, 9)),
-                     TextLine("~", 0.1, ((0, 0), (1, 0), (1, 1), (0, 1)), (0, 0, 1, 1))]
-                    for _ in items]
+            return [
+                [
+                    TextLine("RMA 1", 0.95, ((0, 0), (9, 0), (9, 9), (0, 9)), (0, 0, 9, 9)),
+                    TextLine("~", 0.1, ((0, 0), (1, 0), (1, 1), (0, 1)), (0, 0, 1, 1)),
+                ]
+                for _ in items
+            ]
         raise AssertionError(model)
 
 
@@ -98,8 +108,11 @@ def test_alerts_respect_labels_and_confidence() -> None:
 
 def test_failure_in_one_branch_fails_the_request() -> None:
     with pytest.raises(RuntimeError, match="model down"):
-        asyncio.run(run_pipeline(CFG.pipelines["inspect"], np.zeros((8, 8, 3), np.uint8),
-                                 Recorder(fail="ocr")))
+        asyncio.run(
+            run_pipeline(
+                CFG.pipelines["inspect"], np.zeros((8, 8, 3), np.uint8), Recorder(fail="ocr")
+            )
+        )
 
 
 def test_models_of() -> None:

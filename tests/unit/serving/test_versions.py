@@ -19,8 +19,7 @@ def test_bad_pins_are_quoted(bad: str) -> None:
 
 
 def test_choose_defaults_and_pins() -> None:
-    table = VersionTable(served={"detector": [1, 2], "ocr": [1]},
-                         default={"detector": 1, "ocr": 1})
+    table = VersionTable(served={"detector": [1, 2], "ocr": [1]}, default={"detector": 1, "ocr": 1})
     assert table.choose(["detector", "ocr"], {}) == {"detector": 1, "ocr": 1}
     assert table.choose(["detector"], {"detector": 2}) == {"detector": 2}
     with pytest.raises(VersionNotServed, match=r"served versions: \[1\]"):
