@@ -139,3 +139,29 @@ class ModelFailure(CanaryError):
 class ServiceUnavailable(CanaryError):
     status_code = 503
     code = "service_unavailable"
+
+
+# --- rollouts ------------------------------------------------------------------------------
+
+
+class UnknownRollout(NotFound):
+    code = "unknown_rollout"
+
+
+class RolloutConflict(CanaryError):
+    """A second rollout on a model that already has an active one, or a challenger in use."""
+
+    status_code = 409
+    code = "rollout_conflict"
+
+
+class InvalidRolloutTransition(CanaryError):
+    """E.g. resuming a rollout that is not paused, or promoting one that already ended."""
+
+    status_code = 409
+    code = "invalid_rollout_transition"
+
+
+class InvalidRolloutSpec(CanaryError):
+    status_code = 422
+    code = "invalid_rollout_spec"
