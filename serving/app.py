@@ -1,17 +1,20 @@
 """Assemble the Serve application from the config and the registry, and run it.
 
-Each served (model, version) becomes its own deployment named ``<model>-v<version>``; aliases in
-the config (``champion``) are resolved to version numbers here, once, so every replica of the
-ingress agrees on them.
+Each served (model, version) is its own Serve *application* named ``<model>-v<version>`` holding
+one deployment of the same name, so a challenger can be deployed, and a loser drained, without
+touching the ingress or the champion. The ingress application (``canaryserve``) finds them by
+name. Aliases in the config (``champion``) are resolved to version numbers at start-up; after
+that the ingress reconciles with the registry's aliases every few seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from deployments.base import ModelBinding
+from deployments.base import ModelBinding, deployment_name
 from model_registry.settings import data_dir, tracking_uri
 from serving.config import PlatformConfig
 from serving.errors import ConfigError, UnknownModelVersion
@@ -19,6 +22,7 @@ from serving.versions import VersionTable
 
 log = logging.getLogger("canaryserve.app")
 APP_NAME = "canaryserve"
+_VERSION_APP = re.compile(r"^(?P<model>[a-z][a-z0-9_-]*)-v(?P<version>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -83,24 +87,55 @@ def plan_deployments(
     )
 
 
-def build_app(config: PlatformConfig, plan: Plan) -> Any:
-    """Bind the deployments of ``plan`` into one Serve application (ingress on top)."""
+def version_app(config: PlatformConfig, binding: ModelBinding) -> Any:
+    """One model version as its own Serve application (deployable and removable on its own)."""
     from deployments.action import ActionClassifier
     from deployments.detection import Detector
     from deployments.ocr import OCR
-    from serving.ingress import Ingress
 
     classes = {"detection": Detector, "ocr": OCR, "action": ActionClassifier}
-    handles: dict[str, dict[int, Any]] = {}
-    for b in plan.bindings:
-        spec = config.models[b.name].deployment
-        bound = classes[b.task].options(name=b.deployment_name, **spec.ray_options()).bind(b)
-        handles.setdefault(b.name, {})[b.version] = bound
+    spec = config.models[binding.name].deployment
+    return (
+        classes[binding.task]
+        .options(name=binding.deployment_name, **spec.ray_options())
+        .bind(binding)
+    )
+
+
+def deploy_version(config: PlatformConfig, binding: ModelBinding) -> None:
+    """serve.run one model version; returns once its replicas are running."""
+    from ray import serve
+
+    serve.run(version_app(config, binding), name=binding.deployment_name, route_prefix=None)
+
+
+def retire_version(model: str, version: int) -> None:
+    """Drain and delete a model version's application (in-flight requests finish first)."""
+    from ray import serve
+
+    serve.delete(deployment_name(model, version))
+
+
+def running_versions() -> dict[str, list[int]]:
+    """Model versions whose application is RUNNING, from Serve's own status."""
+    from ray import serve
+
+    out: dict[str, list[int]] = {}
+    for app_name, app in serve.status().applications.items():
+        match = _VERSION_APP.match(app_name)
+        if match and str(app.status) in ("RUNNING", "ApplicationStatus.RUNNING"):
+            out.setdefault(match["model"], []).append(int(match["version"]))
+    return {m: sorted(v) for m, v in out.items()}
+
+
+def ingress_app(config: PlatformConfig, plan: Plan) -> Any:
+    from serving.ingress import Ingress
+
     return Ingress.options(
         num_replicas=config.ingress.num_replicas,
         max_ongoing_requests=config.ingress.max_ongoing_requests,
         ray_actor_options={"num_cpus": config.ingress.num_cpus},
-    ).bind(config, handles, plan.table, plan.registry)
+    ).bind(config, plan.table, plan.registry)
 
 
 def deploy(
@@ -109,18 +144,25 @@ def deploy(
     *,
     route_prefix: str = "/",
     name: str = APP_NAME,
+    with_controller: bool = True,
     **plan_kw: Any,
 ) -> Plan:
-    """serve.run the application (Ray and Serve must already be started)."""
+    """Deploy every planned model version, then the ingress (Ray and Serve must be started)."""
     from ray import serve
 
     plan = plan_deployments(config, store, **plan_kw)
-    serve.run(build_app(config, plan), name=name, route_prefix=route_prefix)
+    for binding in plan.bindings:
+        deploy_version(config, binding)
+    if with_controller:
+        from serving.controller import ensure_controller
+
+        ensure_controller(config, plan.registry)
+    serve.run(ingress_app(config, plan), name=name, route_prefix=route_prefix)
     return plan
 
 
 def app_builder(args: dict[str, Any]) -> Any:
-    """Entry point for Serve config files (KubeRay ``serveConfigV2``, ``serve run``).
+    """Entry point for Serve config files (KubeRay ``serveConfigV2``): the ingress application.
 
     ``args``: ``config`` (path of the platform YAML; the packaged default if absent). The
     registry is whatever ``MLFLOW_TRACKING_URI`` / ``CANARYSERVE_DATA_DIR`` say in the pod.
@@ -129,5 +171,18 @@ def app_builder(args: dict[str, Any]) -> Any:
     from serving.config import load_config
 
     config = load_config(args.get("config"))
-    store = MlflowModelStore()
-    return build_app(config, plan_deployments(config, store))
+    return ingress_app(config, plan_deployments(config, MlflowModelStore()))
+
+
+def version_builder(args: dict[str, Any]) -> Any:
+    """Entry point for one model version's application (``args``: config, model, version)."""
+    from model_registry.mlflow_store import MlflowModelStore
+    from serving.config import load_config
+
+    config = load_config(args.get("config"))
+    plan = plan_deployments(config, MlflowModelStore())
+    wanted = (args["model"], int(args["version"]))
+    for binding in plan.bindings:
+        if (binding.name, binding.version) == wanted:
+            return version_app(config, binding)
+    raise ConfigError(f"{wanted[0]} v{wanted[1]} is not among the configured versions")

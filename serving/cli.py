@@ -16,6 +16,13 @@ from serving.errors import CanaryError
 app = typer.Typer(help="canaryserve: versioned vision models on Ray Serve.", no_args_is_help=True)
 models_app = typer.Typer(help="Registered model versions.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+rollout_app = typer.Typer(
+    help="Canary rollouts (talks to a running canaryserve).", no_args_is_help=True
+)
+app.add_typer(rollout_app, name="rollout")
+URL_OPTION = typer.Option(
+    "http://127.0.0.1:8000", "--url", envvar="CANARYSERVE_URL", help="canaryserve base URL."
+)
 
 
 def _store() -> Any:
@@ -212,6 +219,143 @@ def predict(
     typer.echo(json.dumps(r.json(), indent=2))
     if r.status_code >= 400:
         raise typer.Exit(code=1)
+
+
+# --- rollouts ------------------------------------------------------------------------------
+
+
+def _api(method: str, url: str, path: str, **kw: Any) -> Any:
+    import httpx
+
+    try:
+        r = httpx.request(method, f"{url}{path}", timeout=60, **kw)
+    except httpx.HTTPError as e:
+        typer.secho(f"error: could not reach {url}: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    if r.status_code >= 400:
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        typer.secho(
+            f"error [{err.get('code', r.status_code)}]: {err.get('message', r.text)}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    return body
+
+
+def _rollout_line(r: dict[str, Any]) -> str:
+    spec = r.get("spec", {})
+    return (
+        f"{r['id']:<28} {spec.get('model', '?'):<9} v{r.get('champion_version')}"
+        f"->v{spec.get('challenger_version')}  {r['state']:<12} weight {r.get('weight', 0):>5}"
+        f"  failed checks {r.get('failed_checks', 0)}"
+        + (f"  ({r['ended_reason']})" if r.get("ended_reason") else "")
+    )
+
+
+@rollout_app.command("start")
+def rollout_start(
+    model: str = typer.Argument(..., help="Model name, e.g. detector."),
+    version: int = typer.Option(..., "--version", help="Challenger version."),
+    steps: str | None = typer.Option(None, help="Canary weights, e.g. 5,25,50,100."),
+    interval: str = typer.Option("30s", help="Analysis interval per step (30s, 2m)."),
+    mode: str = typer.Option("canary", help="canary | shadow-then-canary."),
+    threshold: int = typer.Option(2, help="Failed checks before rollback."),
+    min_requests: int = typer.Option(20, help="Requests per arm before any verdict."),
+    url: str = URL_OPTION,
+) -> None:
+    """Start a rollout: deploy the challenger, then shift traffic step by step."""
+    spec: dict[str, Any] = {
+        "model": model,
+        "challenger_version": version,
+        "mode": mode,
+        "interval": interval,
+        "threshold": threshold,
+        "min_requests": min_requests,
+    }
+    if steps:
+        try:
+            spec["step_weights"] = [float(x) for x in steps.split(",") if x.strip()]
+        except ValueError:
+            typer.secho(
+                f"error: --steps {steps!r} must be numbers like 5,25,50,100",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(code=2) from None
+    r = _api("POST", url, "/v1/rollouts", json=spec)
+    typer.echo(f"started {r['id']} ({r['state']})")
+
+
+@rollout_app.command("status")
+def rollout_status(
+    rollout_id: str | None = typer.Argument(None, help="A rollout id (default: active ones)."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh every 2 s until Ctrl-C."),
+    url: str = URL_OPTION,
+) -> None:
+    """Show active rollouts, or one rollout with its latest events."""
+    while True:
+        if rollout_id:
+            r = _api("GET", url, f"/v1/rollouts/{rollout_id}")
+            typer.echo(_rollout_line(r))
+            for e in r.get("events", [])[-8:]:
+                typer.echo(
+                    f"  {_ts(e.get('ts'))}  {e.get('kind'):<16} "
+                    f"{e.get('from_state')}->{e.get('to_state')} weight {e.get('weight')}"
+                )
+        else:
+            rows = _api("GET", url, "/v1/rollouts", params={"active": "true"})["rollouts"]
+            typer.echo("\n".join(_rollout_line(r) for r in rows) or "no active rollouts")
+        if not watch:
+            return
+        time.sleep(2)
+        typer.echo("")
+
+
+@rollout_app.command("history")
+def rollout_history(url: str = URL_OPTION) -> None:
+    """Every rollout, newest first."""
+    rows = _api("GET", url, "/v1/rollouts")["rollouts"]
+    rows.sort(key=lambda r: r.get("created_at", 0), reverse=True)
+    typer.echo("\n".join(_rollout_line(r) for r in rows) or "no rollouts yet")
+
+
+def _action(action: str, rollout_id: str, url: str) -> None:
+    r = _api("POST", url, f"/v1/rollouts/{rollout_id}/{action}")
+    typer.echo(_rollout_line(r))
+
+
+@rollout_app.command("pause")
+def rollout_pause(rollout_id: str, url: str = URL_OPTION) -> None:
+    """Hold the rollout at its current weight."""
+    _action("pause", rollout_id, url)
+
+
+@rollout_app.command("resume")
+def rollout_resume(rollout_id: str, url: str = URL_OPTION) -> None:
+    """Continue a paused rollout."""
+    _action("resume", rollout_id, url)
+
+
+@rollout_app.command("promote")
+def rollout_promote(rollout_id: str, url: str = URL_OPTION) -> None:
+    """Promote the challenger now (moves the champion alias)."""
+    _action("promote", rollout_id, url)
+
+
+@rollout_app.command("abort")
+def rollout_abort(rollout_id: str, url: str = URL_OPTION) -> None:
+    """Stop the rollout and send all traffic back to the champion."""
+    _action("abort", rollout_id, url)
+
+
+def _ts(value: Any) -> str:
+    import datetime as dt
+
+    if not isinstance(value, int | float):
+        return "?"
+    return dt.datetime.fromtimestamp(value).strftime("%H:%M:%S")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -135,8 +135,29 @@ class ServerSpec(_Strict):
     metrics_export_port: int = Field(default=8080, ge=1, le=65535)
 
 
+class CanarySpec(_Strict):
+    """How the serving side follows rollouts (the rollout policy itself is per rollout spec)."""
+
+    reconcile_interval_s: float = Field(
+        default=2.0, gt=0, le=60, description="How often the ingress re-reads aliases/weights."
+    )
+    controller_tick_s: float = Field(default=1.0, gt=0, le=60)
+    stats_flush_s: float = Field(default=0.5, gt=0, le=10)
+    shadow_max_concurrency: int = Field(
+        default=2, ge=0, description="Mirrored requests in flight per ingress replica, at most."
+    )
+    shadow_timeout_s: float = Field(default=30.0, gt=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_window_s: float = Field(default=30.0, gt=0)
+    breaker_cooldown_s: float = Field(default=15.0, gt=0)
+    drain_delay_s: float = Field(
+        default=6.0, ge=0, description="Wait before deleting a loser (> reconcile interval)."
+    )
+
+
 class PlatformConfig(_Strict):
     server: ServerSpec = Field(default_factory=ServerSpec)
+    canary: CanarySpec = Field(default_factory=CanarySpec)
     ingress: IngressSpec = Field(default_factory=IngressSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     models: dict[str, ModelSpec]

@@ -25,11 +25,13 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import metrics
+from serving.canary import CanaryState, ChallengerFailed, model_nodes
 from serving.config import PlatformConfig
-from serving.errors import CanaryError, InvalidInput, ModelFailure, UnknownPipeline
+from serving.errors import CanaryError, InvalidInput, ServiceUnavailable, UnknownPipeline
 from serving.ops import to_json
 from serving.pipeline import models_of, run_pipeline
 from serving.requests import read_clip, read_image
+from serving.router import ModelRoute, RoutingDecision
 from serving.versions import PIN_HEADER, VersionTable, parse_pins, versions_header
 
 log = logging.getLogger("canaryserve.ingress")
@@ -162,45 +164,131 @@ async def _on_http(request: Request, exc: StarletteHTTPException) -> JSONRespons
     return error_response(exc, _request_id(request), id_header=False)
 
 
+KEY_HEADER = "x-canary-key"
+ROLLOUT_ACTIONS = ("pause", "resume", "promote", "abort")
+
+
 @serve.deployment(max_ongoing_requests=64)
 @serve.ingress(app)
 class Ingress:
     def __init__(
-        self,
-        config: PlatformConfig,
-        handles: dict[str, dict[int, Any]],
-        table: VersionTable,
-        registry: dict[str, str],
+        self, config: PlatformConfig, table: VersionTable, registry: dict[str, str]
     ) -> None:
         self._config = config
-        self._handles = handles
-        self._table = table
         self._registry = registry
-        self._infos: dict[str, Any] = {}
+        routes = {m: ModelRoute(m, table.default[m]) for m in table.served}
+        self._canary = CanaryState(config, routes, {m: list(v) for m, v in table.served.items()})
+        self._handles: dict[tuple[str, int], Any] = {}
+        self._controller: Any = None
+        self._background: list[asyncio.Task[None]] = []
+
+    # --- background: reconcile with the registry/controller, flush stats -----------------
+
+    def _ensure_background(self) -> None:
+        if self._background and not any(t.done() for t in self._background):
+            return
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._reconcile_loop()),
+            loop.create_task(self._flush_loop()),
+        ]
+
+    def _get_controller(self) -> Any:
+        if self._controller is None:
+            from serving.controller import get_controller
+
+            self._controller = get_controller()
+        return self._controller
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except Exception as e:  # keep serving with the last known routes
+                log.warning("reconcile failed: %r", e)
+            await asyncio.sleep(self._config.canary.reconcile_interval_s)
+
+    async def reconcile(self) -> None:
+        from serving.app import running_versions
+
+        aliases = await asyncio.to_thread(self._read_aliases)
+        running = await asyncio.to_thread(running_versions)
+        rollouts: dict[str, Any] = {}
+        controller = await asyncio.to_thread(self._get_controller)
+        if controller is not None:
+            try:
+                rollouts = await asyncio.wait_for(controller.routes.remote(), timeout=10)
+            except Exception as e:
+                log.warning("rollout controller unreachable: %r", e)
+                self._controller = None
+                current = self._canary.routes
+                rollouts = {
+                    m: {
+                        "challenger": r.challenger,
+                        "weight": r.weight,
+                        "shadow_share": r.shadow_share,
+                        "rollout_id": r.rollout_id,
+                    }
+                    for m, r in current.items()
+                    if r.challenger is not None
+                }
+        self._canary.apply(aliases, running, rollouts)
+
+    def _store(self) -> Any:
+        from model_registry.mlflow_store import MlflowModelStore
+
+        return MlflowModelStore(
+            tracking_uri=self._registry["tracking_uri"],
+            models_dir=Path(self._registry["data_dir"]) / "models",
+        )
+
+    def _read_aliases(self) -> dict[str, dict[str, int]]:
+        store = self._store()
+        return {m: store.aliases(m) for m in self._config.models}
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.canary.stats_flush_s)
+            records = self._canary.take_records()
+            controller = self._controller
+            if records and controller is not None:
+                try:
+                    controller.report.remote(records)  # fire and forget: off the request path
+                except Exception:
+                    self._canary.dropped_records += len(records)
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _caller(self, versions: dict[str, int], request_id: str):  # type: ignore[no-untyped-def]
-        handles = self._handles
+    def _handle(self, model: str, version: int) -> Any:
+        from deployments.base import deployment_name
 
-        async def call(model: str, items: list[Any]) -> list[Any]:
-            version = versions[model]
-            handle = handles[model][version]
-            try:
-                return list(await asyncio.gather(*(handle.predict.remote(x) for x in items)))
-            except CanaryError:
-                raise
-            except Exception as e:
-                log.error("request %s: %s v%s failed: %r", request_id, model, version, e)
-                raise ModelFailure(f"{model} v{version} failed") from e
+        key = (model, version)
+        handle = self._handles.get(key)
+        if handle is None:
+            name = deployment_name(model, version)
+            handle = serve.get_deployment_handle(name, app_name=name)
+            self._handles[key] = handle
+        return handle
 
-        return call
-
-    def _ok(self, body: dict[str, Any], request_id: str, versions: dict[str, int]) -> JSONResponse:
-        body = {"request_id": request_id, "model_versions": versions, **body}
+    def _ok(self, body: dict[str, Any], request_id: str, decision: RoutingDecision) -> JSONResponse:
+        versions = decision.versions()
+        routing = {
+            m: {
+                "version": d.version,
+                "arm": d.arm,
+                "pinned": d.pinned,
+                "weight": d.weight,
+                "sticky": d.sticky,
+                "fallback": d.fallback,
+                "shadowed": d.shadow_version is not None,
+            }
+            for m, d in decision.per_model.items()
+        }
+        body = {"request_id": request_id, "model_versions": versions, "routing": routing, **body}
         return JSONResponse(body, headers={"X-Model-Versions": versions_header(versions)})
 
     async def _timed(self, route: str, request: Request, work) -> JSONResponse:  # type: ignore[no-untyped-def]
+        self._ensure_background()
         request_id = _request_id(request)
         request.state.request_id = request_id
         t0 = time.perf_counter()
@@ -217,6 +305,32 @@ class Ingress:
         )
         return response
 
+    async def _routed(
+        self,
+        request: Request,
+        request_id: str,
+        models: list[str],
+        run: Any,
+        versions_out: dict[str, int],
+    ) -> tuple[Any, RoutingDecision]:
+        """Decide versions once, run, and on a challenger failure re-run all on champions."""
+        key = request.headers.get(KEY_HEADER) or (request.client.host if request.client else None)
+        decision = self._canary.decide(models, parse_pins(request.headers.get(PIN_HEADER)), key)
+        versions_out.update(decision.versions())
+        try:
+            return await run(decision), decision
+        except ChallengerFailed as failure:
+            log.warning(
+                "request %s: challenger %s v%s failed; re-running on champions",
+                request_id,
+                failure.model,
+                failure.version,
+            )
+            decision = decision.with_champions()
+            versions_out.clear()
+            versions_out.update(decision.versions())
+            return await run(decision), decision
+
     # --- routes ----------------------------------------------------------------------------
 
     @app.get("/", include_in_schema=False)
@@ -225,20 +339,22 @@ class Ingress:
 
     @app.get("/healthz", summary="Liveness: the ingress answers.")
     async def healthz(self) -> dict[str, str]:
+        self._ensure_background()
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: every served model version answers.")
+    @app.get("/readyz", summary="Readiness: every routed model version answers.")
     async def readyz(self) -> JSONResponse:
+        self._ensure_background()
         checks: dict[str, str] = {}
-        for model, by_version in self._handles.items():
-            for version, handle in by_version.items():
+        for model, route in self._canary.routes.items():
+            for version in route.served:
                 key = f"{model}-v{version}"
                 try:
-                    await asyncio.wait_for(handle.info.remote(), timeout=5)
+                    await asyncio.wait_for(self._handle(model, version).info.remote(), timeout=5)
                     checks[key] = "ready"
                 except Exception:
                     checks[key] = "unavailable"
-        ready = all(v == "ready" for v in checks.values())
+        ready = bool(checks) and all(v == "ready" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "not_ready", "deployments": checks},
             status_code=200 if ready else 503,
@@ -271,9 +387,8 @@ class Ingress:
                 raise UnknownPipeline(
                     f"pipeline {name!r} does not exist; pipelines: {sorted(self._config.pipelines)}"
                 )
-            versions.update(
-                self._table.choose(models_of(spec), parse_pins(request.headers.get(PIN_HEADER)))
-            )
+            models = models_of(spec)
+            self._canary.decide(models, parse_pins(request.headers.get(PIN_HEADER)), None)
             limits = self._config.limits
             if spec.input == "image":
                 value, _raw = await read_image(request, limits)
@@ -290,13 +405,37 @@ class Ingress:
                         "height": value.size[1],
                     }
                 }
+
+            async def execute(
+                versions_: dict[str, int],
+                raw: dict[str, Any],
+                decision: RoutingDecision,
+                shadow: bool = False,
+            ) -> Any:
+                call = self._canary.caller(
+                    decision, self._handle, request_id, shadow=shadow, versions=versions_
+                )
+                return await run_pipeline(spec, value, call, raw)
+
+            primary_raw: dict[str, Any] = {}
+
+            async def run(decision: RoutingDecision) -> Any:
+                primary_raw.clear()
+                return await execute(decision.versions(), primary_raw, decision)
+
             t0 = time.perf_counter()
-            result = await asyncio.wait_for(
-                run_pipeline(spec, value, self._caller(versions, request_id)), spec.timeout_s
+            result, decision = await asyncio.wait_for(
+                self._routed(request, request_id, models, run, versions), spec.timeout_s
             )
             meta["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            self._canary.maybe_shadow(
+                decision,
+                lambda m: model_nodes(spec, m),
+                primary_raw,
+                lambda v, raw: execute(v, raw, decision, shadow=True),
+            )
             return self._ok(
-                {"pipeline": name, "result": result, "input": meta}, request_id, versions
+                {"pipeline": name, "result": result, "input": meta}, request_id, decision
             )
 
         return await self._timed(f"pipeline:{name}", request, work)
@@ -313,7 +452,7 @@ class Ingress:
             pins = parse_pins(request.headers.get(PIN_HEADER))
             if version is not None:
                 pins[name] = version
-            versions.update(self._table.choose([name], pins))
+            self._canary.decide([name], pins, None)  # unknown model / version: 4xx first
             task = self._config.models[name].task
             if task == "action":
                 raise InvalidInput(
@@ -321,37 +460,60 @@ class Ingress:
                     "pipeline (POST /v1/pipelines/clip)"
                 )
             image, _raw = await read_image(request, self._config.limits)
-            (out,) = await self._caller(versions, request_id)(name, [image])
             kind = "detections" if task == "detection" else "text"
+            key = request.headers.get(KEY_HEADER) or (
+                request.client.host if request.client else None
+            )
+            decision = self._canary.decide([name], pins, key)
+            versions.update(decision.versions())
+            try:
+                (out,) = await self._canary.caller(decision, self._handle, request_id)(
+                    name, [image]
+                )
+            except ChallengerFailed:
+                decision = decision.with_champions()
+                versions.update(decision.versions())
+                (out,) = await self._canary.caller(decision, self._handle, request_id)(
+                    name, [image]
+                )
             return self._ok(
-                {"model": name, "version": versions[name], "result": {kind: to_json(kind, out)}},
+                {
+                    "model": name,
+                    "version": decision.versions()[name],
+                    "result": {kind: to_json(kind, out)},
+                },
                 request_id,
-                versions,
+                decision,
             )
 
         return await self._timed(f"model:{name}", request, work)
 
     @app.get("/v1/models", summary="Registered versions, aliases, and what is served.")
     async def list_models(self) -> dict[str, Any]:
+        self._ensure_background()
         registry = await asyncio.to_thread(self._registry_view)
         served: dict[str, Any] = {}
-        for model, by_version in self._handles.items():
-            served[model] = {"default_version": self._table.default[model], "versions": {}}
-            for version, handle in by_version.items():
+        for model, versions in self._canary.running.items():
+            route = self._canary.routes.get(model)
+            entry: dict[str, Any] = {
+                "default_version": route.champion if route else None,
+                "challenger": route.challenger if route else None,
+                "weight": route.weight if route else 0.0,
+                "versions": {},
+            }
+            for version in versions:
                 try:
-                    info = await asyncio.wait_for(handle.info.remote(), timeout=10)
+                    info = await asyncio.wait_for(
+                        self._handle(model, version).info.remote(), timeout=10
+                    )
                 except Exception:
                     info = {"status": "unavailable"}
-                served[model]["versions"][str(version)] = info
+                entry["versions"][str(version)] = info
+            served[model] = entry
         return {"registry": registry, "served": served}
 
     def _registry_view(self) -> dict[str, Any]:
-        from model_registry.mlflow_store import MlflowModelStore
-
-        store = MlflowModelStore(
-            tracking_uri=self._registry["tracking_uri"],
-            models_dir=Path(self._registry["data_dir"]) / "models",
-        )
+        store = self._store()
         out: dict[str, Any] = {}
         for name, versions in store.list_models().items():
             out[name] = {
@@ -361,16 +523,68 @@ class Ingress:
                         "version": v.version,
                         "aliases": list(v.aliases),
                         "description": v.description,
-                        "source": {
+                        "tags": {
                             k: val
                             for k, val in v.tags.items()
-                            if k.startswith("canaryserve.source")
+                            if k.startswith("canaryserve.")
+                            and not k.startswith("canaryserve.sha256")
                         },
                     }
                     for v in versions
                 ],
             }
         return out
+
+    # --- rollouts (admin) ------------------------------------------------------------------
+
+    async def _admin(self, method: str, *args: Any) -> Any:
+        controller = await asyncio.to_thread(self._get_controller)
+        if controller is None:
+            raise ServiceUnavailable("the rollout controller is not running")
+        try:
+            return await controller.call.remote(method, *args)
+        except Exception as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, CanaryError):
+                raise cause from None
+            if isinstance(e, CanaryError):
+                raise
+            self._controller = None
+            raise ServiceUnavailable("the rollout controller did not answer") from e
+
+    def _actor(self, request: Request) -> str:
+        return request.headers.get("x-actor") or (
+            request.client.host if request.client else "unknown"
+        )
+
+    @app.get("/v1/rollouts", summary="Rollouts (all, or only active ones).")
+    async def list_rollouts(self, active: bool = False) -> dict[str, Any]:
+        return {"rollouts": await self._admin("list", active)}
+
+    @app.post("/v1/rollouts", summary="Start a rollout of a challenger version.", status_code=201)
+    async def start_rollout(self, request: Request) -> JSONResponse:
+        try:
+            spec = await request.json()
+        except Exception:
+            raise InvalidInput("the rollout spec must be a JSON object") from None
+        if not isinstance(spec, dict):
+            raise InvalidInput("the rollout spec must be a JSON object")
+        out = await self._admin("start", spec, self._actor(request))
+        return JSONResponse(out, status_code=201)
+
+    @app.get("/v1/rollouts/{rollout_id}", summary="One rollout with its events.")
+    async def get_rollout(self, rollout_id: str) -> dict[str, Any]:
+        return await self._admin("describe", rollout_id)
+
+    @app.post(
+        "/v1/rollouts/{rollout_id}/{action}", summary="pause | resume | promote | abort a rollout."
+    )
+    async def rollout_action(
+        self, rollout_id: str, action: str, request: Request
+    ) -> dict[str, Any]:
+        if action not in ROLLOUT_ACTIONS:
+            raise InvalidInput(f"unknown action {action!r}; one of {list(ROLLOUT_ACTIONS)}")
+        return await self._admin(action, rollout_id, self._actor(request))
 
     @app.get(
         "/metrics",

@@ -15,7 +15,10 @@ from serving.config import PipelineSpec
 from serving.ops import OPS, ModelCaller, to_json
 
 
-async def run_pipeline(spec: PipelineSpec, value: Any, call: ModelCaller) -> dict[str, Any]:
+async def run_pipeline(
+    spec: PipelineSpec, value: Any, call: ModelCaller, raw: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run the DAG; ``raw`` (if given) receives every node's unrendered output by node name."""
     results: dict[str, asyncio.Task[Any]] = {}
     kinds: dict[str, str] = {}
     loop_input: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -40,6 +43,8 @@ async def run_pipeline(spec: PipelineSpec, value: Any, call: ModelCaller) -> dic
         for task in results.values():
             if not task.done():
                 task.cancel()
+    if raw is not None:
+        raw.update({name: task.result() for name, task in results.items()})
     return {field: to_json(kinds[src], results[src].result()) for field, src in spec.output.items()}
 
 

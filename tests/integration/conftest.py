@@ -38,6 +38,14 @@ EXTRA_PIPELINE = {
 }
 
 
+# Person detection only: the fast pipeline the rollout tests drive traffic through.
+PEOPLE_PIPELINE = {
+    "input": "image",
+    "nodes": [{"name": "detect", "op": "detect", "model": "detector", "inputs": ["image"]}],
+    "output": {"people": "detect"},
+}
+
+
 def wait_for(
     cond: Callable[[], Any],
     timeout: float = 60.0,
@@ -118,6 +126,17 @@ def platform_config() -> Any:
     raw = yaml.safe_load(DEFAULT_CONFIG.read_text())
     raw = copy.deepcopy(raw)
     raw["pipelines"]["read_and_find"] = EXTRA_PIPELINE
+    raw["pipelines"]["people"] = PEOPLE_PIPELINE
+    # Fast reactions for the rollout tests: they run minutes, not hours.
+    raw["canary"] = {
+        "reconcile_interval_s": 1.0,
+        "controller_tick_s": 0.5,
+        "drain_delay_s": 3.0,
+        "stats_flush_s": 0.3,
+        "shadow_max_concurrency": 4,
+        "breaker_failures": 3,
+        "breaker_cooldown_s": 5.0,
+    }
     return parse_config(raw, source="test")
 
 

@@ -63,7 +63,7 @@ def test_fractional_gpu_replicas_scale_up_and_fall_back_to_cpu(
 
     def running() -> int:
         status = serve.status().applications["gpu"].deployments["detector-gpu"]
-        states.append(dict(status.replica_states))
+        states.append({**status.replica_states, "message": status.message})
         return int(status.replica_states.get("RUNNING", 0))
 
     states: list[dict[str, int]] = []

@@ -1,0 +1,388 @@
+"""The rollout controller: runs the analysis loop and moves MLflow aliases.
+
+``RolloutManager`` is plain Python (its collaborators are injected: a rollout store, the model
+registry, a deployer, a clock) so its behaviour is testable without Ray. ``RolloutController``
+is the Ray actor around it: one per cluster, named, restarted by Ray if it dies, and resuming
+from the SQLite rollout store when it comes back.
+
+Source of truth: MLflow aliases say what is champion and challenger; the rollout store says how
+far each rollout got (step, weight, failed checks, events). The ingress reads both every few
+seconds, never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from model_registry.store import CHALLENGER, CHAMPION, ModelStore
+from serving import rollout as sm
+from serving.errors import CanaryError, InvalidRolloutSpec, RolloutConflict
+from serving.rollout_spec import parse_rollout_spec
+from serving.rollout_stats import RolloutStats
+from serving.rollout_store import RolloutStore
+
+log = logging.getLogger("canaryserve.controller")
+CONTROLLER_NAME = "canaryserve-rollouts"
+NAMESPACE = "canaryserve"
+ACTIVE_ROUTE_STATES = ("shadow", "progressing", "paused")
+
+
+class Deployer(Protocol):
+    def ensure(self, model: str, version: int) -> None:
+        """Start deploying a version if it is not deployed (returns at once)."""
+
+    def ready(self, model: str, version: int) -> bool: ...
+
+    def retire(self, model: str, version: int) -> None:
+        """Drain and delete a version's deployment (no-op for versions the config pins)."""
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+class RolloutManager:
+    def __init__(
+        self,
+        store: RolloutStore,
+        registry: ModelStore,
+        deployer: Deployer,
+        *,
+        clock: Callable[[], float] = time.time,
+        drain_delay_s: float = 6.0,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.deployer = deployer
+        self.clock = clock
+        self.drain_delay_s = drain_delay_s
+        self.stats = RolloutStats()
+        self._drains: list[tuple[float, str, int]] = []  # (due, model, version)
+        # A (re)started controller has no measurements for the windows in progress: start them
+        # again, so the downtime neither counts against the progress deadline nor as data.
+        now = self.clock()
+        for r in self.store.list(active_only=True):
+            fresh = sm.restart_window(r, now)
+            if fresh is not r:
+                self.store.save(fresh)
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def start(self, raw_spec: dict[str, Any], actor: str = "unknown") -> dict[str, Any]:
+        spec = parse_rollout_spec(raw_spec)
+        aliases = self.registry.aliases(spec.model)  # UnknownModel if the model does not exist
+        self.registry.get(f"{spec.model}/{spec.challenger_version}")  # UnknownModelVersion
+        champion = aliases.get(CHAMPION)
+        if champion is None:
+            raise InvalidRolloutSpec(f"{spec.model!r} has no champion alias to compare against")
+        if champion == spec.challenger_version:
+            raise InvalidRolloutSpec(
+                f"{spec.model} v{spec.challenger_version} is already the champion"
+            )
+        if self.store.active_for(spec.model) is not None:
+            active = self.store.active_for(spec.model)
+            raise RolloutConflict(
+                f"{spec.model} already has an active rollout {active.id!r} ({active.state}); "
+                "abort or finish it first"
+            )
+        rollout_id = f"{spec.model}-v{spec.challenger_version}-{uuid.uuid4().hex[:8]}"
+        r, events = sm.start(spec, champion, rollout_id, self.clock())
+        events = [_with_actor(e, actor) for e in events]
+        self.store.create(r, events)
+        self.registry.set_alias(spec.model, CHALLENGER, spec.challenger_version)
+        self.deployer.ensure(spec.model, spec.challenger_version)
+        return self.describe(rollout_id)
+
+    def pause(self, rollout_id: str, actor: str = "unknown") -> dict[str, Any]:
+        r = self.store.get(rollout_id)
+        r2, events = sm.pause(r, self.clock())
+        self.store.save(r2, [_with_actor(e, actor) for e in events])
+        return self.describe(rollout_id)
+
+    def resume(self, rollout_id: str, actor: str = "unknown") -> dict[str, Any]:
+        r = self.store.get(rollout_id)
+        r2, events = sm.resume(r, self.clock())
+        self.store.save(r2, [_with_actor(e, actor) for e in events])
+        return self.describe(rollout_id)
+
+    def promote(self, rollout_id: str, actor: str = "unknown") -> dict[str, Any]:
+        r = self.store.get(rollout_id)
+        r2, events, action = sm.promote_now(r, self.clock())
+        self._apply(r2, [_with_actor(e, actor) for e in events], action)
+        return self.describe(rollout_id)
+
+    def abort(self, rollout_id: str, actor: str = "unknown") -> dict[str, Any]:
+        r = self.store.get(rollout_id)
+        r2, events, action = sm.abort(r, self.clock())
+        self._apply(r2, [_with_actor(e, actor) for e in events], action)
+        return self.describe(rollout_id)
+
+    # --- views -------------------------------------------------------------------------------
+
+    def describe(self, rollout_id: str) -> dict[str, Any]:
+        r = self.store.get(rollout_id)
+        return {
+            **r.to_dict(),
+            "events": [
+                e.to_dict() if hasattr(e, "to_dict") else vars(e)
+                for e in self.store.events(rollout_id)
+            ],
+        }
+
+    def list(self, active_only: bool = False) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.store.list(active_only=active_only)]
+
+    def routes(self) -> dict[str, dict[str, Any]]:
+        """What the ingress needs per model under rollout: challenger, weight, shadow share."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.store.list(active_only=True):
+            if r.state not in ACTIVE_ROUTE_STATES:
+                continue
+            effective = r.paused_state if r.state == "paused" else r.state
+            shadow = r.spec.mode == "shadow-then-canary"
+            out[r.spec.model] = {
+                "rollout_id": r.id,
+                "challenger": r.spec.challenger_version,
+                "champion": r.champion_version,
+                "weight": 0.0 if effective == "shadow" else float(r.weight),
+                "shadow_share": float(r.spec.shadow_share) if shadow else 0.0,
+                "shadow_max_concurrency": int(r.spec.shadow_max_concurrency),
+                "state": r.state,
+            }
+        return out
+
+    def report(self, records: list[dict[str, Any]]) -> int:
+        return self.stats.add(records)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.clock()
+        for r in self.store.list(active_only=True):
+            try:
+                self._tick_one(r, now)
+            except CanaryError as e:
+                log.error("rollout %s: %s", r.id, e.message)
+            except Exception:
+                log.exception("rollout %s: tick failed", r.id)
+        self._run_drains(now)
+
+    def _tick_one(self, r: sm.Rollout, now: float) -> None:
+        model, version = r.spec.model, r.spec.challenger_version
+        if r.state == "pending":
+            # Weight only once the challenger's replicas are ready.
+            if self.deployer.ready(model, version):
+                r2, events, action = sm.activate(r, now)
+                self._apply(r2, events, action)
+            else:
+                self.deployer.ensure(model, version)
+            return
+        if r.state == "paused":
+            return
+        stats = self.stats.window(r.id, sm.window_started_at(r))
+        r2, events, action = sm.tick(r, stats, now)
+        if r2 is not r:  # tick returns its argument when nothing happened
+            self._apply(r2, events, action)
+
+    def _apply(self, r: sm.Rollout, events: list[Any], action: Any) -> None:
+        model, challenger = r.spec.model, r.spec.challenger_version
+        now = self.clock()
+        if action.kind == "promote":
+            old = r.champion_version
+            reason = action.reason or "all checks passed at every step"
+            self.registry.set_alias(model, CHAMPION, challenger)
+            self.registry.delete_alias(model, CHALLENGER)
+            self.registry.set_tag(model, old, "canaryserve.replaced_at", _iso(now))
+            self.registry.set_tag(model, old, "canaryserve.replaced_by", str(challenger))
+            self.registry.set_tag(
+                model, old, "canaryserve.replaced_reason", f"rollout {r.id}: {reason}"
+            )
+            self.registry.set_tag(model, challenger, "canaryserve.promoted_at", _iso(now))
+            self.registry.set_tag(model, challenger, "canaryserve.promoted_by_rollout", r.id)
+            self._drains.append((now + self.drain_delay_s, model, old))
+        elif action.kind == "rollback":
+            self.registry.delete_alias(model, CHALLENGER)
+            failed = action.failed_check
+            check = failed.name if failed is not None else (action.reason or "aborted")
+            self.registry.set_tag(model, challenger, "canaryserve.rollback.check", check)
+            if failed is not None and failed.value is not None:
+                self.registry.set_tag(
+                    model, challenger, "canaryserve.rollback.value", f"{failed.value:.6g}"
+                )
+                self.registry.set_tag(
+                    model, challenger, "canaryserve.rollback.threshold", f"{failed.threshold:.6g}"
+                )
+            self.registry.set_tag(model, challenger, "canaryserve.rollback.rollout_id", r.id)
+            self.registry.set_tag(model, challenger, "canaryserve.rollback.at", _iso(now))
+            self._drains.append((now + self.drain_delay_s, model, challenger))
+        self.store.save(r, events)
+        if not sm.is_active(r):
+            self.stats.forget(r.id)
+
+    def _run_drains(self, now: float) -> None:
+        due = [d for d in self._drains if d[0] <= now]
+        self._drains = [d for d in self._drains if d[0] > now]
+        for _, model, version in due:
+            try:
+                self.deployer.retire(model, version)
+            except Exception:
+                log.exception("retiring %s v%s failed", model, version)
+
+
+def _with_actor(event: Any, actor: str) -> Any:
+    try:
+        return type(event)(**{**vars(event), "detail": {**event.detail, "actor": actor}})
+    except TypeError:
+        return event
+
+
+# --- Ray side ------------------------------------------------------------------------------------
+
+
+class ServeDeployer:
+    """Deploys model versions as their own Serve applications (see serving/app.py)."""
+
+    def __init__(self, config: Any, registry: dict[str, str], static: set[tuple[str, int]]):
+        self._config = config
+        self._registry = registry
+        self._static = static
+        self._starting: dict[tuple[str, int], threading.Thread] = {}
+
+    def _binding(self, model: str, version: int) -> Any:
+        from deployments.base import ModelBinding
+
+        spec = self._config.models[model]
+        return ModelBinding(
+            name=model,
+            version=version,
+            task=spec.task,
+            tracking_uri=self._registry["tracking_uri"],
+            data_dir=self._registry["data_dir"],
+            max_batch_size=spec.batching.max_batch_size,
+            batch_wait_timeout_s=spec.batching.batch_wait_timeout_s,
+            runtime=spec.runtime,
+        )
+
+    def ensure(self, model: str, version: int) -> None:
+        from serving.app import deploy_version
+
+        key = (model, version)
+        if self.ready(model, version):
+            return
+        thread = self._starting.get(key)
+        if thread is not None and thread.is_alive():
+            return
+
+        def run() -> None:
+            try:
+                deploy_version(self._config, self._binding(model, version))
+            except Exception:
+                log.exception("deploying %s v%s failed", model, version)
+
+        thread = threading.Thread(target=run, name=f"deploy-{model}-v{version}", daemon=True)
+        self._starting[key] = thread
+        thread.start()
+
+    def ready(self, model: str, version: int) -> bool:
+        from serving.app import running_versions
+
+        return version in running_versions().get(model, [])
+
+    def retire(self, model: str, version: int) -> None:
+        from serving.app import retire_version
+
+        if (model, version) in self._static:
+            return
+        retire_version(model, version)
+
+
+def _rollouts_db(registry: dict[str, str]) -> str:
+    from pathlib import Path
+
+    return str(Path(registry["data_dir"]) / "rollouts.db")
+
+
+class RolloutController:
+    """Ray actor: the manager plus its loop. Ray restarts it if it dies; state is in SQLite."""
+
+    def __init__(self, config: Any, registry: dict[str, str]) -> None:
+        from model_registry.mlflow_store import MlflowModelStore
+
+        static = {
+            (m, int(v)) for m, spec in config.models.items() for v in spec.versions if v.isdigit()
+        }
+        self._tick_s = config.canary.controller_tick_s
+        self.manager = RolloutManager(
+            RolloutStore(_rollouts_db(registry)),
+            MlflowModelStore(tracking_uri=registry["tracking_uri"], models_dir=None),
+            ServeDeployer(config, registry, static),
+            drain_delay_s=config.canary.drain_delay_s,
+        )
+        self._loop_task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()  # the loop, admin commands and reports share the manager
+        self.started_at = time.time()
+
+    def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._lock:
+            return fn(*args)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.to_thread(self._locked, self.manager.tick)
+            await asyncio.sleep(self._tick_s)
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def ping(self) -> dict[str, Any]:
+        self._ensure_loop()
+        return {"started_at": self.started_at}
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Admin commands, run off the loop: errors come back as CanaryError subclasses."""
+        self._ensure_loop()
+        return await asyncio.to_thread(self._locked, getattr(self.manager, method), *args)
+
+    async def routes(self) -> dict[str, dict[str, Any]]:
+        self._ensure_loop()
+        return await asyncio.to_thread(self._locked, self.manager.routes)
+
+    async def report(self, records: list[dict[str, Any]]) -> int:
+        self._ensure_loop()
+        return await asyncio.to_thread(self._locked, self.manager.report, records)
+
+
+def ensure_controller(config: Any, registry: dict[str, str]) -> Any:
+    """Get or create the controller actor and start its loop."""
+    import ray
+
+    actor_cls = ray.remote(RolloutController)
+    handle = actor_cls.options(
+        name=CONTROLLER_NAME,
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        lifetime="detached",
+        num_cpus=0,
+        max_restarts=-1,
+        max_task_retries=0,
+        max_concurrency=64,
+    ).remote(config, registry)
+    ray.get(handle.ping.remote(), timeout=120)
+    return handle
+
+
+def get_controller() -> Any | None:
+    import ray
+
+    try:
+        return ray.get_actor(CONTROLLER_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return None

@@ -1,0 +1,71 @@
+"""Deliberately broken detector versions, made from the real one by editing its ONNX graph."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from model_registry.manifest import Manifest
+
+
+def _copy(src: Path, dest: Path) -> tuple[Manifest, Path]:
+    shutil.copytree(src, dest)
+    manifest = Manifest.load(dest)
+    return manifest, manifest.artifact_path(dest, "model")
+
+
+def shifted_boxes(src: Path, dest: Path, shift_px: float = 70.0) -> Path:
+    """Runs fine, answers fast, but every box and keypoint is moved by ``shift_px`` (of 224)."""
+    manifest, onnx_path = _copy(src, dest)
+    model = onnx.load(onnx_path)
+    graph = model.graph
+    out = next(o for o in graph.output if o.name == "boxes")
+    for node in graph.node:
+        node.output[:] = ["boxes_true" if x == "boxes" else x for x in node.output]
+    offset = np.zeros(12, np.float32)
+    offset[0::2] = shift_px  # x of the box centre and of every keypoint
+    offset[1::2] = shift_px
+    offset[2:4] = 0.0  # leave width/height alone
+    graph.initializer.append(numpy_helper.from_array(offset, "wrong_offset"))
+    graph.node.append(helper.make_node("Add", ["boxes_true", "wrong_offset"], [out.name]))
+    onnx.save(model, onnx_path)
+    _describe(dest, manifest, "broken on purpose: boxes shifted by 70 px")
+    return dest
+
+
+def raising(src: Path, dest: Path) -> Path:
+    """Loads and has the right I/O names, but every inference raises inside ONNX Runtime."""
+    manifest, onnx_path = _copy(src, dest)
+    n = helper.make_tensor_value_info
+    # 224*224*3 values cannot be reshaped into [-1, 2254, 12]: ORT fails at run time.
+    boxes_shape = numpy_helper.from_array(np.array([-1, 2254, 12], np.int64), "bshape")
+    scores_shape = numpy_helper.from_array(np.array([-1, 2254, 1], np.int64), "sshape")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["input", "bshape"], ["boxes"]),
+            helper.make_node("Reshape", ["input", "sshape"], ["scores"]),
+        ],
+        "raising",
+        [n("input", onnx.TensorProto.FLOAT, ["N", 224, 224, 3])],
+        [
+            n("boxes", onnx.TensorProto.FLOAT, ["N", 2254, 12]),
+            n("scores", onnx.TensorProto.FLOAT, ["N", 2254, 1]),
+        ],
+        [boxes_shape, scores_shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, onnx_path)
+    _describe(dest, manifest, "broken on purpose: raises on every inference")
+    return dest
+
+
+def _describe(dest: Path, manifest: Manifest, text: str) -> None:
+    data = manifest.model_dump()
+    data["description"] = text
+    data["source"] = {**manifest.source, "derived_from": "test", "broken": text}
+    Manifest.model_validate(data).dump(dest)

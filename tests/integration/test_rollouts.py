@@ -1,0 +1,286 @@
+"""Canary rollouts end to end: real Serve deployments, real MLflow aliases, real HTTP traffic.
+
+These run after the other integration modules (file order): a promotion moves `champion`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.broken_models import raising, shifted_boxes
+from tests.integration.conftest import wait_for
+from tests.integration.media import astronaut, encode
+
+pytestmark = pytest.mark.integration
+IMAGE = encode(astronaut())
+FAST = {"interval": "2s", "min_requests": 4, "threshold": 1, "progress_deadline": "90s"}
+
+
+class Traffic:
+    """Client threads posting to the `people` pipeline until stopped; every answer is kept."""
+
+    def __init__(self, base_url: str, threads: int = 4) -> None:
+        self.base_url = base_url
+        self.statuses: Counter[int] = Counter()
+        self.versions: Counter[int] = Counter()
+        self.fallbacks = 0
+        self.stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)
+        ]
+        self._lock = threading.Lock()
+
+    def _run(self, i: int) -> None:
+        rng = random.Random(i)
+        with httpx.Client(base_url=self.base_url, timeout=120) as c:
+            while not self.stop.is_set():
+                r = c.post(
+                    "/v1/pipelines/people",
+                    files={"image": ("a.png", IMAGE, "image/png")},
+                    headers={"X-Canary-Key": f"user-{rng.randrange(10_000)}"},
+                )
+                with self._lock:
+                    self.statuses[r.status_code] += 1
+                    if r.status_code == 200:
+                        body = r.json()
+                        self.versions[body["model_versions"]["detector"]] += 1
+                        self.fallbacks += body["routing"]["detector"]["fallback"]
+
+    def __enter__(self) -> Traffic:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(timeout=120)
+
+
+def _start(client: httpx.Client, **spec: Any) -> dict[str, Any]:
+    r = client.post("/v1/rollouts", json={**FAST, **spec})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _wait_state(
+    client: httpx.Client, rid: str, states: set[str], timeout: float = 240
+) -> dict[str, Any]:
+    return wait_for(
+        lambda: (lambda r: r if r["state"] in states else None)(
+            client.get(f"/v1/rollouts/{rid}").json()
+        ),
+        timeout=timeout,
+        interval=1,
+        what=lambda: f"rollout {rid} in {states}: {client.get(f'/v1/rollouts/{rid}').json()}",
+    )
+
+
+def _running_apps() -> set[str]:
+    from ray import serve
+
+    return set(serve.status().applications)
+
+
+def _register_broken(store: Any, tmp_path: Path, make: Any, name: str) -> int:
+    src = store.resolve("detector@champion").path
+    info = store.register(make(src, tmp_path / name), description=name)
+    return int(info.version)
+
+
+def test_good_challenger_is_promoted_through_every_step(
+    client: httpx.Client, base_url: str, store: Any
+) -> None:
+    champion = store.aliases("detector")["champion"]
+    challenger = 2 if champion == 1 else 1
+    with Traffic(base_url) as traffic:
+        r = _start(
+            client, model="detector", challenger_version=challenger, step_weights=[25, 50, 100]
+        )
+        assert store.aliases("detector")["challenger"] == challenger
+        done = _wait_state(client, r["id"], {"promoted", "rolled_back", "aborted"})
+    assert done["state"] == "promoted", done
+    steps = [e["weight"] for e in done["events"] if e["kind"] == "step"]
+    assert steps == [25, 50, 100], done["events"]
+    # The registry is the source of truth: champion moved, challenger cleared, old one tagged.
+    assert store.aliases("detector") == {"champion": challenger}
+    old = store.get(f"detector/{champion}")
+    assert old.tags["canaryserve.replaced_by"] == str(challenger)
+    assert r["id"] in old.tags["canaryserve.replaced_reason"]
+    assert traffic.statuses.keys() == {200}, traffic.statuses
+    assert traffic.versions[challenger] > 0 and traffic.versions[champion] > 0
+    # The serving side follows the alias within a reconcile interval.
+    wait_for(
+        lambda: (
+            client.post("/v1/pipelines/people", files={"image": ("a.png", IMAGE)}).json()[
+                "model_versions"
+            ]["detector"]
+            == challenger
+        ),
+        timeout=30,
+        what="ingress routes to the new champion",
+    )
+
+
+def test_raising_challenger_is_rolled_back_and_no_request_fails(
+    client: httpx.Client, base_url: str, store: Any, tmp_path: Path
+) -> None:
+    version = _register_broken(store, tmp_path, raising, "raises")
+    champion = store.aliases("detector")["champion"]
+    with Traffic(base_url) as traffic:
+        r = _start(client, model="detector", challenger_version=version, step_weights=[50, 100])
+        done = _wait_state(client, r["id"], {"promoted", "rolled_back", "aborted"})
+    assert done["state"] == "rolled_back", done
+    assert done["ended_reason"] in {"error_rate", "circuit_breaker"}, done
+    # Every client request succeeded: failed challenger calls were re-run on the champion.
+    assert traffic.statuses.keys() == {200}, traffic.statuses
+    assert traffic.fallbacks > 0
+    assert traffic.versions.keys() == {champion}
+    tags = store.get(f"detector/{version}").tags
+    assert tags["canaryserve.rollback.check"] == done["ended_reason"]
+    assert tags["canaryserve.rollback.rollout_id"] == r["id"]
+    assert "challenger" not in store.aliases("detector")
+    # The loser's replicas are drained.
+    wait_for(
+        lambda: f"detector-v{version}" not in _running_apps(), timeout=60, what="challenger retired"
+    )
+
+
+def test_wrong_boxes_are_caught_by_shadow_agreement(
+    client: httpx.Client, base_url: str, store: Any, tmp_path: Path
+) -> None:
+    version = _register_broken(store, tmp_path, shifted_boxes, "shifted")
+    champion = store.aliases("detector")["champion"]
+    with Traffic(base_url) as traffic:
+        r = _start(
+            client,
+            model="detector",
+            challenger_version=version,
+            mode="shadow-then-canary",
+            shadow_share=1.0,
+            step_weights=[50, 100],
+        )
+        done = _wait_state(client, r["id"], {"promoted", "rolled_back", "aborted"})
+    assert done["state"] == "rolled_back", done
+    # Error rate and latency cannot see wrong boxes; only the shadow comparison can.
+    assert done["ended_reason"] == "shadow_agreement", done
+    failed = [e for e in done["events"] if e["kind"] == "check_failed"]
+    results = {c["name"]: c for c in failed[-1]["detail"]["results"]}
+    assert results["shadow_agreement"]["passed"] is False
+    assert results["shadow_agreement"]["value"] < 0.5
+    assert traffic.statuses.keys() == {200} and traffic.versions.keys() == {champion}
+    tags = store.get(f"detector/{version}").tags
+    assert tags["canaryserve.rollback.check"] == "shadow_agreement"
+    assert float(tags["canaryserve.rollback.value"]) < 0.5
+
+
+def test_shadow_records_agreement_without_changing_responses(
+    client: httpx.Client, base_url: str, store: Any
+) -> None:
+    champion = store.aliases("detector")["champion"]
+    other = 1 if champion == 2 else 2
+    with Traffic(base_url) as traffic:
+        r = _start(
+            client,
+            model="detector",
+            challenger_version=other,
+            mode="shadow-then-canary",
+            shadow_share=1.0,
+            step_weights=[100],
+            interval="4s",
+            shadow_steps=2,
+        )
+        rid = r["id"]
+
+        def measured() -> dict[str, Any] | None:
+            d = client.get(f"/v1/rollouts/{rid}").json()
+            shadow = [c for c in d.get("last_results", []) if c["name"] == "shadow_agreement"]
+            return (
+                d if d["state"] == "shadow" and shadow and shadow[0]["value"] is not None else None
+            )
+
+        snapshot = wait_for(measured, timeout=180, interval=1, what="a measured shadow window")
+        seen_during_shadow = dict(traffic.versions)
+        client.post(f"/v1/rollouts/{rid}/abort")
+    value = next(c for c in snapshot["last_results"] if c["name"] == "shadow_agreement")["value"]
+    assert 0.0 <= value <= 1.0
+    # While shadowing, every caller got the champion's answer.
+    assert set(seen_during_shadow) == {champion}, seen_during_shadow
+    assert traffic.statuses.keys() == {200}
+
+
+def test_controller_restart_mid_rollout_resumes(
+    client: httpx.Client, base_url: str, store: Any
+) -> None:
+    import ray
+
+    from serving.controller import get_controller
+
+    champion = store.aliases("detector")["champion"]
+    other = 1 if champion == 2 else 2
+    with Traffic(base_url) as traffic:
+        r = _start(
+            client,
+            model="detector",
+            challenger_version=other,
+            step_weights=[10, 20, 30, 40, 100],
+            interval="3s",
+        )
+        rid = r["id"]
+        before = wait_for(
+            lambda: (lambda d: d if d["step_index"] >= 1 else None)(
+                client.get(f"/v1/rollouts/{rid}").json()
+            ),
+            timeout=180,
+            what="step 1 reached",
+        )
+        old = get_controller()
+        started_before = ray.get(old.ping.remote())["started_at"]
+        ray.kill(old, no_restart=False)  # Ray restarts the actor; it reloads from SQLite
+        after = wait_for(
+            lambda: (lambda d: d if d["step_index"] > before["step_index"] else None)(
+                client.get(f"/v1/rollouts/{rid}").json()
+            ),
+            timeout=180,
+            interval=1,
+            what="progress after the restart",
+        )
+        started_after = ray.get(get_controller().ping.remote())["started_at"]
+        assert started_after > started_before  # a new controller process did this
+        client.post(f"/v1/rollouts/{rid}/abort")
+    # It went on from where it was, not from the first step.
+    steps = [e["weight"] for e in after["events"] if e["kind"] == "step"]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)), steps
+    assert after["step_index"] > before["step_index"]
+    assert traffic.statuses.keys() == {200}
+
+
+def test_second_rollout_on_same_model_is_refused(
+    client: httpx.Client, store: Any, tmp_path: Path
+) -> None:
+    champion = store.aliases("detector")["champion"]
+    other = 1 if champion == 2 else 2
+    r = _start(client, model="detector", challenger_version=other, interval="60s")
+    try:
+        again = client.post("/v1/rollouts", json={"model": "detector", "challenger_version": other})
+        assert again.status_code == 409
+        assert again.json()["error"]["code"] == "rollout_conflict"
+        assert r["id"] in again.json()["error"]["message"]
+        paused = client.post(f"/v1/rollouts/{r['id']}/pause").json()
+        assert paused["state"] == "paused"
+        bad = client.post(f"/v1/rollouts/{r['id']}/pause")
+        assert (
+            bad.status_code == 409 and bad.json()["error"]["code"] == "invalid_rollout_transition"
+        )
+    finally:
+        assert client.post(f"/v1/rollouts/{r['id']}/abort").json()["state"] == "aborted"
+    assert client.get("/v1/rollouts/nope").json()["error"]["code"] == "unknown_rollout"
+    bad_spec = client.post("/v1/rollouts", json={"model": "detector", "challenger_version": 99})
+    assert bad_spec.status_code == 404
