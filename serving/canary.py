@@ -140,7 +140,12 @@ class CanaryState:
             t0 = time.perf_counter()
             try:
                 h = handle(model, version)
-                out = list(await asyncio.gather(*(h.predict.remote(x) for x in items)))
+                calls = asyncio.gather(*(h.predict.remote(x) for x in items))
+                if on_challenger:
+                    # A challenger that hangs (or whose replicas are gone) must not hold the
+                    # caller: past its budget it counts as failed and the request re-runs.
+                    calls = asyncio.wait_for(calls, self.spec.challenger_timeout_s)
+                out = list(await calls)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # anything a replica raised, typed errors included

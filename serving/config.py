@@ -147,6 +147,9 @@ class CanarySpec(_Strict):
         default=2, ge=0, description="Mirrored requests in flight per ingress replica, at most."
     )
     shadow_timeout_s: float = Field(default=30.0, gt=0)
+    challenger_timeout_s: float = Field(
+        default=15.0, gt=0, description="A slower challenger call counts as failed; re-run."
+    )
     breaker_failures: int = Field(default=5, ge=1)
     breaker_window_s: float = Field(default=30.0, gt=0)
     breaker_cooldown_s: float = Field(default=15.0, gt=0)

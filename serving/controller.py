@@ -186,6 +186,10 @@ class RolloutManager:
             return
         if r.state == "paused":
             return
+        if not self.deployer.ready(model, version):
+            # Its replicas went away under a running rollout: bring them back. Calls meanwhile
+            # fail over to the champion and count against the challenger.
+            self.deployer.ensure(model, version)
         stats = self.stats.window(r.id, sm.window_started_at(r))
         r2, events, action = sm.tick(r, stats, now)
         if r2 is not r:  # tick returns its argument when nothing happened
@@ -226,10 +230,22 @@ class RolloutManager:
         if not sm.is_active(r):
             self.stats.forget(r.id)
 
+    def _needed(self, model: str, version: int) -> bool:
+        if self.registry.aliases(model).get(CHAMPION) == version:
+            return True
+        return any(
+            r.spec.model == model and r.spec.challenger_version == version
+            for r in self.store.list(active_only=True)
+        )
+
     def _run_drains(self, now: float) -> None:
         due = [d for d in self._drains if d[0] <= now]
         self._drains = [d for d in self._drains if d[0] > now]
         for _, model, version in due:
+            if self._needed(model, version):
+                # Needed again since the drain was scheduled (a new rollout, a promotion).
+                log.warning("not retiring %s v%s: it is in use again", model, version)
+                continue
             try:
                 self.deployer.retire(model, version)
             except Exception:
@@ -281,8 +297,11 @@ class ServeDeployer:
             return
 
         def run() -> None:
+            t0 = time.monotonic()
+            log.warning("deploying %s v%s", model, version)
             try:
                 deploy_version(self._config, self._binding(model, version))
+                log.warning("deployed %s v%s in %.1fs", model, version, time.monotonic() - t0)
             except Exception:
                 log.exception("deploying %s v%s failed", model, version)
 
@@ -300,6 +319,7 @@ class ServeDeployer:
 
         if (model, version) in self._static:
             return
+        log.warning("retiring %s v%s", model, version)
         retire_version(model, version)
 
 

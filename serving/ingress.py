@@ -154,6 +154,13 @@ async def _on_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc, rid, id_header=False)
 
 
+@app.exception_handler(CanaryError)
+async def _on_canary_error(request: Request, exc: CanaryError) -> JSONResponse:
+    # Registered for the error tree itself so Starlette does not re-raise it as a server error.
+    rid = getattr(request.state, "request_id", None) or _request_id(request)
+    return error_response(exc, rid, id_header=False)
+
+
 @app.exception_handler(RequestValidationError)
 async def _on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     return error_response(exc, _request_id(request), id_header=False)

@@ -20,6 +20,11 @@ from tests.integration.media import astronaut, encode
 
 pytestmark = pytest.mark.integration
 IMAGE = encode(astronaut())
+TOLERANT_LATENCY = [
+    {"name": "error_rate", "threshold": 0.05},
+    {"name": "latency_p99_ratio", "threshold": 10.0},
+    {"name": "shadow_agreement", "threshold": 0.8},
+]
 FAST = {"interval": "2s", "min_requests": 4, "threshold": 1, "progress_deadline": "90s"}
 
 
@@ -83,6 +88,16 @@ def _wait_state(
     )
 
 
+def _summary(r: dict[str, Any]) -> str:
+    """What a failing assertion should show: the end, and every check verdict on the way."""
+    lines = [f"state={r['state']} reason={r.get('ended_reason')} weight={r.get('weight')}"]
+    for e in r.get("events", []):
+        results = e.get("detail", {}).get("results", [])
+        checks = ", ".join(f"{c['name']}={c.get('value')}/{c.get('passed')}" for c in results)
+        lines.append(f"  {e['kind']} {e['from_state']}->{e['to_state']} w={e['weight']} {checks}")
+    return "\n".join(lines)
+
+
 def _running_apps() -> set[str]:
     from ray import serve
 
@@ -101,12 +116,17 @@ def test_good_challenger_is_promoted_through_every_step(
     champion = store.aliases("detector")["champion"]
     challenger = 2 if champion == 1 else 1
     with Traffic(base_url) as traffic:
+        # v2 runs five crops per image (tiling): its latency budget is set to allow for that.
         r = _start(
-            client, model="detector", challenger_version=challenger, step_weights=[25, 50, 100]
+            client,
+            model="detector",
+            challenger_version=challenger,
+            step_weights=[25, 50, 100],
+            checks=TOLERANT_LATENCY,
         )
         assert store.aliases("detector")["challenger"] == challenger
         done = _wait_state(client, r["id"], {"promoted", "rolled_back", "aborted"})
-    assert done["state"] == "promoted", done
+    assert done["state"] == "promoted", _summary(done)
     steps = [e["weight"] for e in done["events"] if e["kind"] == "step"]
     assert steps == [25, 50, 100], done["events"]
     # The registry is the source of truth: champion moved, challenger cleared, old one tagged.
@@ -137,7 +157,7 @@ def test_raising_challenger_is_rolled_back_and_no_request_fails(
     with Traffic(base_url) as traffic:
         r = _start(client, model="detector", challenger_version=version, step_weights=[50, 100])
         done = _wait_state(client, r["id"], {"promoted", "rolled_back", "aborted"})
-    assert done["state"] == "rolled_back", done
+    assert done["state"] == "rolled_back", _summary(done)
     assert done["ended_reason"] in {"error_rate", "circuit_breaker"}, done
     # Every client request succeeded: failed challenger calls were re-run on the champion.
     assert traffic.statuses.keys() == {200}, traffic.statuses
@@ -168,7 +188,7 @@ def test_wrong_boxes_are_caught_by_shadow_agreement(
             step_weights=[50, 100],
         )
         done = _wait_state(client, r["id"], {"promoted", "rolled_back", "aborted"})
-    assert done["state"] == "rolled_back", done
+    assert done["state"] == "rolled_back", _summary(done)
     # Error rate and latency cannot see wrong boxes; only the shadow comparison can.
     assert done["ended_reason"] == "shadow_agreement", done
     failed = [e for e in done["events"] if e["kind"] == "check_failed"]
@@ -194,6 +214,7 @@ def test_shadow_records_agreement_without_changing_responses(
             mode="shadow-then-canary",
             shadow_share=1.0,
             step_weights=[100],
+            checks=TOLERANT_LATENCY,
             interval="4s",
             shadow_steps=2,
         )
@@ -232,6 +253,7 @@ def test_controller_restart_mid_rollout_resumes(
             challenger_version=other,
             step_weights=[10, 20, 30, 40, 100],
             interval="3s",
+            checks=TOLERANT_LATENCY,
         )
         rid = r["id"]
         before = wait_for(
@@ -244,21 +266,22 @@ def test_controller_restart_mid_rollout_resumes(
         old = get_controller()
         started_before = ray.get(old.ping.remote())["started_at"]
         ray.kill(old, no_restart=False)  # Ray restarts the actor; it reloads from SQLite
-        after = wait_for(
-            lambda: (lambda d: d if d["step_index"] > before["step_index"] else None)(
-                client.get(f"/v1/rollouts/{rid}").json()
-            ),
-            timeout=180,
-            interval=1,
-            what="progress after the restart",
-        )
+
+        def progressed() -> dict[str, Any] | None:
+            d = client.get(f"/v1/rollouts/{rid}").json()
+            ended = d.get("state") in {"promoted", "rolled_back", "aborted"}
+            return d if ended or d.get("step_index", -1) > before["step_index"] else None
+
+        after = wait_for(progressed, timeout=180, interval=1, what="progress after the restart")
         started_after = ray.get(get_controller().ping.remote())["started_at"]
         assert started_after > started_before  # a new controller process did this
-        client.post(f"/v1/rollouts/{rid}/abort")
+        if after["state"] not in {"promoted", "rolled_back", "aborted"}:
+            client.post(f"/v1/rollouts/{rid}/abort")
+    assert after["state"] in {"progressing", "promoted"}, _summary(after)
     # It went on from where it was, not from the first step.
     steps = [e["weight"] for e in after["events"] if e["kind"] == "step"]
     assert steps == sorted(steps) and len(steps) == len(set(steps)), steps
-    assert after["step_index"] > before["step_index"]
+    assert len(steps) > before["step_index"] + 1, _summary(after)
     assert traffic.statuses.keys() == {200}
 
 
@@ -267,12 +290,15 @@ def test_second_rollout_on_same_model_is_refused(
 ) -> None:
     champion = store.aliases("detector")["champion"]
     other = 1 if champion == 2 else 2
-    r = _start(client, model="detector", challenger_version=other, interval="60s")
+    r = _start(
+        client, model="detector", challenger_version=other, interval="60s", checks=TOLERANT_LATENCY
+    )
     try:
         again = client.post("/v1/rollouts", json={"model": "detector", "challenger_version": other})
         assert again.status_code == 409
         assert again.json()["error"]["code"] == "rollout_conflict"
         assert r["id"] in again.json()["error"]["message"]
+        _wait_state(client, r["id"], {"progressing"}, timeout=120)  # challenger ready
         paused = client.post(f"/v1/rollouts/{r['id']}/pause").json()
         assert paused["state"] == "paused"
         bad = client.post(f"/v1/rollouts/{r['id']}/pause")
