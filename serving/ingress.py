@@ -349,12 +349,15 @@ class Ingress:
         self._ensure_background()
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: every routed model version answers.")
+    @app.get("/readyz", summary="Readiness: every served model version answers.")
     async def readyz(self) -> JSONResponse:
         self._ensure_background()
         checks: dict[str, str] = {}
+        wanted = {m: set(v) for m, v in self._canary.running.items()}
         for model, route in self._canary.routes.items():
-            for version in route.served:
+            wanted.setdefault(model, set()).update(route.served)
+        for model, versions in sorted(wanted.items()):
+            for version in sorted(versions):
                 key = f"{model}-v{version}"
                 try:
                     await asyncio.wait_for(self._handle(model, version).info.remote(), timeout=5)
