@@ -37,6 +37,13 @@ def wait_end(client: httpx.Client, rid: str, timeout: float) -> dict:
     raise SystemExit(f"rollout {rid} did not end in {timeout}s")
 
 
+def start(client: httpx.Client, spec: dict) -> str:
+    r = client.post("/v1/rollouts", json=spec)
+    if r.status_code != 201:
+        raise SystemExit(f"could not start the rollout: {r.status_code} {r.text}")
+    return str(r.json()["id"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:8000")
@@ -90,13 +97,11 @@ def main() -> None:
                 "min_requests": 10,
                 "checks": checks,
             }
-            r = c.post("/v1/rollouts", json=spec).json()
-            results.append(wait_end(c, r["id"], 600))
+            results.append(wait_end(c, start(c, spec), 600))
             src = store.resolve("detector@champion").path
             bad = store.register(raising(src, out / "raising"), description="load test: raises")
             spec = {**spec, "challenger_version": bad.version, "step_weights": [50, 100]}
-            r = c.post("/v1/rollouts", json=spec).json()
-            results.append(wait_end(c, r["id"], 600))
+            results.append(wait_end(c, start(c, spec), 600))
         time.sleep(5)
     finally:
         loc.terminate()
