@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from serving.errors import ManifestError
+from serving.errors import ManifestError, validation_lines
 
 MANIFEST_FILE = "manifest.yaml"
 Task = Literal["detection", "action", "ocr"]
@@ -96,17 +96,10 @@ class Manifest(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as e:
-            raise ManifestError(f"invalid {MANIFEST_FILE}: {_short(e)}") from None
+            detail = "; ".join(line.strip() for line in validation_lines(e))
+            raise ManifestError(f"invalid {MANIFEST_FILE}: {detail}") from None
 
     def dump(self, model_dir: Path) -> Path:
         path = Path(model_dir) / MANIFEST_FILE
         path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False))
         return path
-
-
-def _short(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        parts.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
-    return "; ".join(parts)

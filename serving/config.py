@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deployments.runtime import RuntimeSpec
-from serving.errors import ConfigError
+from serving.errors import ConfigError, validation_lines
 from serving.ops import OPS, PIPELINE_INPUT_KINDS
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
@@ -246,13 +246,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> PlatformConfi
     try:
         return PlatformConfig.model_validate(raw)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-            msg = err["msg"].removeprefix("Value error, ")
-            bad = err.get("input")
-            shown = "" if isinstance(bad, dict) else f" (got {bad!r})"
-            lines.append(f"  {loc}: {msg}{shown}")
+        lines = validation_lines(e)
         raise ConfigError(f"invalid config {source}:\n" + "\n".join(lines)) from None
 
 

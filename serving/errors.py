@@ -10,7 +10,10 @@ never echo the message: they get a generic text and the request id.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class CanaryError(Exception):
@@ -165,3 +168,19 @@ class InvalidRolloutTransition(CanaryError):
 class InvalidRolloutSpec(CanaryError):
     status_code = 422
     code = "invalid_rollout_spec"
+
+
+def validation_lines(error: ValidationError) -> list[str]:
+    """One ``loc: message (got value)`` line per problem of a pydantic ValidationError.
+
+    Used for every user-written document (platform config, rollout spec, manifest) so the
+    person editing it sees where the bad value is and what it was.
+    """
+    lines = []
+    for err in error.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        bad = err.get("input")
+        shown = "" if isinstance(bad, dict) or repr(bad) in msg else f" (got {bad!r})"
+        lines.append(f"  {loc}: {msg}{shown}")
+    return lines

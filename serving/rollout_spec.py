@@ -38,7 +38,7 @@ from pydantic import (
 )
 
 from serving.checks import get_check
-from serving.errors import InvalidRolloutSpec
+from serving.errors import InvalidRolloutSpec, validation_lines
 
 DEFAULT_STEP_WEIGHTS = (10.0, 25.0, 50.0, 100.0)
 MAX_STEPS = 100
@@ -235,11 +235,5 @@ def parse_rollout_spec(raw: dict[str, Any]) -> RolloutSpec:
     try:
         return RolloutSpec.model_validate(raw)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-            msg = err["msg"].removeprefix("Value error, ")
-            bad = err.get("input")
-            shown = "" if isinstance(bad, dict) or repr(bad) in msg else f" (got {bad!r})"
-            lines.append(f"  {loc}: {msg}{shown}")
+        lines = validation_lines(e)
         raise InvalidRolloutSpec("invalid rollout spec:\n" + "\n".join(lines)) from None

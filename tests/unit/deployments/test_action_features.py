@@ -13,27 +13,10 @@ from deployments.action_features import (
     track_features,
 )
 from deployments.types import Detection, Keypoint, Track, TrackPoint
+from deployments.yolo_pose import KEYPOINT_NAMES
 from model_registry.train_action import LABELS, generate_track
 
-COCO = (
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)
+COCO = KEYPOINT_NAMES  # the 17 COCO names a YOLO-pose detector reports
 
 
 def col(name: str) -> int:
