@@ -1,0 +1,136 @@
+"""RolloutManager without Ray: real MLflow store, real SQLite rollout store, injected clock.
+
+The deployer is the Ray boundary; here it records what it was asked to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model_registry.mlflow_store import MlflowModelStore
+from serving.controller import RolloutManager
+from serving.errors import RolloutConflict
+from serving.rollout_store import RolloutStore
+from tests.unit.model_registry.test_validate import write_detector_dir
+
+
+class RecordingDeployer:
+    def __init__(self) -> None:
+        self.running: set[tuple[str, int]] = set()
+        self.retired: list[tuple[str, int]] = []
+
+    def ensure(self, model: str, version: int) -> None:
+        self.running.add((model, version))  # "deployed" at once
+
+    def ready(self, model: str, version: int) -> bool:
+        return (model, version) in self.running
+
+    def retire(self, model: str, version: int) -> None:
+        self.running.discard((model, version))
+        self.retired.append((model, version))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def setup(tmp_path: Path, store: MlflowModelStore):  # type: ignore[no-untyped-def]
+    for i in (1, 2):
+        store.register(write_detector_dir(tmp_path / f"v{i}"), description=f"v{i}")
+    store.set_alias("detector", "champion", 1)
+    clock, deployer = Clock(), RecordingDeployer()
+    deployer.running.add(("detector", 1))
+    manager = RolloutManager(
+        RolloutStore(tmp_path / "rollouts.db"), store, deployer, clock=clock, drain_delay_s=5
+    )
+    return manager, store, deployer, clock
+
+
+SPEC = {
+    "model": "detector",
+    "challenger_version": 2,
+    "step_weights": [50, 100],
+    "interval": "10s",
+    "min_requests": 3,
+    "threshold": 1,
+}
+
+
+def _traffic(manager: RolloutManager, rid: str, now: float, *, challenger_errors: bool) -> None:
+    records = []
+    for arm in ("champion", "challenger"):
+        for _ in range(5):
+            ok = not (challenger_errors and arm == "challenger")
+            records.append(
+                {
+                    "rollout_id": rid,
+                    "ts": now,
+                    "kind": "call",
+                    "arm": arm,
+                    "ok": ok,
+                    "latency_ms": 10.0,
+                }
+            )
+    manager.report(records)
+
+
+def test_promotion_moves_aliases_tags_and_drains_the_old_champion(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, store, deployer, clock = setup
+    rid = manager.start(SPEC, actor="alice")["id"]
+    assert store.aliases("detector") == {"champion": 1, "challenger": 2}
+    manager.tick()  # challenger ready -> step 0 (weight 50)
+    assert manager.routes()["detector"]["weight"] == 50
+    for _ in range(2):  # step 50 passes, then step 100 passes -> promoted
+        clock.now += 11
+        _traffic(manager, rid, clock.now - 1, challenger_errors=False)
+        manager.tick()
+    done = manager.describe(rid)
+    assert done["state"] == "promoted", done
+    assert store.aliases("detector") == {"champion": 2}
+    old = store.get("detector/1").tags
+    assert old["canaryserve.replaced_by"] == "2" and rid in old["canaryserve.replaced_reason"]
+    assert done["events"][0]["detail"]["actor"] == "alice"
+    assert manager.routes() == {}
+    clock.now += 6
+    manager.tick()
+    assert deployer.retired == [("detector", 1)]
+
+
+def test_failed_check_rolls_back_with_the_measured_value(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, store, _deployer, clock = setup
+    rid = manager.start(SPEC)["id"]
+    manager.tick()
+    clock.now += 11
+    _traffic(manager, rid, clock.now - 1, challenger_errors=True)
+    manager.tick()
+    done = manager.describe(rid)
+    assert done["state"] == "rolled_back" and done["ended_reason"] == "error_rate"
+    tags = store.get("detector/2").tags
+    assert tags["canaryserve.rollback.check"] == "error_rate"
+    assert float(tags["canaryserve.rollback.value"]) == 1.0
+    assert store.aliases("detector") == {"champion": 1}
+
+
+def test_a_stale_drain_does_not_retire_a_version_in_use_again(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, deployer, clock = setup
+    first = manager.start(SPEC)["id"]
+    manager.tick()
+    manager.abort(first)  # schedules a drain of v2 in 5 s
+    manager.start(SPEC)  # ... but v2 is the challenger again
+    clock.now += 6
+    manager.tick()
+    assert ("detector", 2) not in deployer.retired and deployer.ready("detector", 2)
+
+
+def test_one_active_rollout_per_model(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, *_ = setup
+    manager.start(SPEC)
+    with pytest.raises(RolloutConflict, match="already has an active rollout"):
+        manager.start(SPEC)
