@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from drift.evidently_adapter import compute_drift, is_p_value_method
+from drift.features import image_features
+from drift.verdict import DriftVerdict, FeatureDrift
+
+COLUMNS = ["brightness", "contrast", "sharpness", "colorfulness"]
+
+
+def _frames(n: int, seed: int, gain: float = 1.0) -> pd.DataFrame:
+    """Features of ``n`` small synthetic frames; ``gain`` < 1 darkens every frame."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        base = rng.normal(130, 12)
+        image = np.clip(rng.normal(base, 25, (24, 32, 3)), 0, 255) * gain
+        rows.append(image_features(image.astype(np.uint8)))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    return _frames(200, seed=1)
+
+
+def test_same_distribution_gives_no_drift(reference: pd.DataFrame) -> None:
+    verdict = compute_drift(reference, _frames(200, seed=2), columns=COLUMNS)
+    assert verdict.status == "no_drift"
+    assert verdict.drift_share < 0.5
+    assert (verdict.reference_rows, verdict.current_rows) == (200, 200)
+    assert [f.name for f in verdict.features] == COLUMNS
+    brightness = verdict.feature("brightness")
+    assert brightness.method == "K-S p_value"
+    assert brightness.p_value == brightness.score
+    assert brightness.threshold == pytest.approx(0.05)
+
+
+def test_darkened_frames_drift_on_brightness(reference: pd.DataFrame, tmp_path: Path) -> None:
+    verdict = compute_drift(
+        reference,
+        _frames(200, seed=3, gain=0.5),
+        columns=COLUMNS,
+        html_path=tmp_path / "r.html",
+        json_path=tmp_path / "r.json",
+    )
+    assert verdict.status == "drift"
+    assert "brightness" in verdict.drifted_features
+    assert verdict.drift_share >= 0.5
+    brightness = verdict.feature("brightness")
+    assert brightness.drifted and brightness.score < brightness.threshold
+    assert "<html" in (tmp_path / "r.html").read_text()[:2000].lower()
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["metrics"]
+    json.dumps(verdict.to_dict())  # verdicts go to the API and the audit log as JSON
+
+
+def test_one_drifted_feature_is_listed_but_below_drift_share() -> None:
+    rng = np.random.default_rng(4)
+    ref = pd.DataFrame({c: rng.normal(0, 1, 150) for c in "abcd"})
+    cur = pd.DataFrame({c: rng.normal(0, 1, 150) for c in "abcd"})
+    cur["a"] += 5
+    verdict = compute_drift(ref, cur)
+    assert verdict.drifted_features == ["a"]
+    assert verdict.drift_share == pytest.approx(0.25)
+    assert verdict.status == "no_drift"
+    assert compute_drift(ref, cur, drift_share=0.25).status == "drift"
+
+
+def test_large_reference_is_judged_by_a_distance_not_a_p_value() -> None:
+    rng = np.random.default_rng(5)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 1200)})
+    cur = pd.DataFrame({"x": rng.normal(3, 1, 1200)})
+    feature = compute_drift(ref, cur).feature("x")
+    assert feature.method.startswith("Wasserstein")
+    assert feature.p_value is None
+    assert feature.drifted and feature.score >= feature.threshold
+
+
+def test_too_few_rows_is_insufficient_data_without_a_report(
+    reference: pd.DataFrame, tmp_path: Path
+) -> None:
+    verdict = compute_drift(
+        reference, reference.head(10), columns=COLUMNS, html_path=tmp_path / "r.html"
+    )
+    assert verdict.status == "insufficient_data"
+    assert verdict.features == ()
+    assert verdict.current_rows == 10
+    assert "10" in (verdict.reason or "")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_datetime_and_label_columns() -> None:
+    rng = np.random.default_rng(6)
+    ts = pd.Timestamp("2026-01-01", tz="UTC")
+    ref = pd.DataFrame({"ts": ts, "label": rng.choice(["walk", "sit"], 100)})
+    cur = pd.DataFrame({"ts": ts + pd.Timedelta(days=1), "label": ["fall"] * 100})
+    verdict = compute_drift(ref, cur)
+    assert [f.name for f in verdict.features] == ["label"]
+    assert verdict.status == "drift"
+
+
+def test_unknown_column_is_rejected_with_its_name(reference: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="nope"):
+        compute_drift(reference, reference, columns=["nope"])
+
+
+def test_verdict_to_dict_replaces_non_finite_scores() -> None:
+    verdict = DriftVerdict(
+        status="no_drift",
+        reference_rows=50,
+        current_rows=50,
+        features=(FeatureDrift("x", "K-S p_value", float("nan"), 0.05, False, float("nan")),),
+    )
+    as_dict = verdict.to_dict()
+    assert as_dict["features"][0]["score"] is None
+    assert as_dict["drifted_features"] == []
+    json.dumps(as_dict)
+
+
+def test_p_value_method_names() -> None:
+    assert is_p_value_method("K-S p_value")
+    assert is_p_value_method("Mann-Whitney U-rank test")
+    assert not is_p_value_method("Wasserstein distance (normed)")
+    assert not is_p_value_method("Jensen-Shannon distance")
