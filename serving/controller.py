@@ -13,6 +13,7 @@ seconds, never per request.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -128,13 +129,7 @@ class RolloutManager:
 
     def describe(self, rollout_id: str) -> dict[str, Any]:
         r = self.store.get(rollout_id)
-        return {
-            **r.to_dict(),
-            "events": [
-                e.to_dict() if hasattr(e, "to_dict") else vars(e)
-                for e in self.store.events(rollout_id)
-            ],
-        }
+        return {**r.to_dict(), "events": [e.to_dict() for e in self.store.events(rollout_id)]}
 
     def list(self, active_only: bool = False) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.store.list(active_only=active_only)]
@@ -252,11 +247,8 @@ class RolloutManager:
                 log.exception("retiring %s v%s failed", model, version)
 
 
-def _with_actor(event: Any, actor: str) -> Any:
-    try:
-        return type(event)(**{**vars(event), "detail": {**event.detail, "actor": actor}})
-    except TypeError:
-        return event
+def _with_actor(event: sm.Event, actor: str) -> sm.Event:
+    return dataclasses.replace(event, detail={**event.detail, "actor": actor})
 
 
 # --- Ray side ------------------------------------------------------------------------------------
@@ -341,7 +333,7 @@ class RolloutController:
         self._tick_s = config.canary.controller_tick_s
         self.manager = RolloutManager(
             RolloutStore(_rollouts_db(registry)),
-            MlflowModelStore(tracking_uri=registry["tracking_uri"], models_dir=None),
+            MlflowModelStore(tracking_uri=registry["tracking_uri"]),
             ServeDeployer(config, registry, static),
             drain_delay_s=config.canary.drain_delay_s,
         )

@@ -31,7 +31,7 @@ from serving.errors import CanaryError, InvalidInput, ServiceUnavailable, Unknow
 from serving.ops import to_json
 from serving.pipeline import models_of, run_pipeline
 from serving.requests import read_clip, read_image
-from serving.router import ModelRoute, RoutingDecision
+from serving.router import RoutingDecision, routes_from_table
 from serving.versions import PIN_HEADER, VersionTable, parse_pins, versions_header
 
 log = logging.getLogger("canaryserve.ingress")
@@ -183,8 +183,9 @@ class Ingress:
     ) -> None:
         self._config = config
         self._registry = registry
-        routes = {m: ModelRoute(m, table.default[m]) for m in table.served}
-        self._canary = CanaryState(config, routes, {m: list(v) for m, v in table.served.items()})
+        self._canary = CanaryState(
+            config, routes_from_table(table), {m: list(v) for m, v in table.served.items()}
+        )
         self._handles: dict[tuple[str, int], Any] = {}
         self._controller: Any = None
         self._background: list[asyncio.Task[None]] = []
@@ -312,17 +313,19 @@ class Ingress:
         )
         return response
 
+    def _decide(self, request: Request, models: list[str], pins: dict[str, int]) -> RoutingDecision:
+        """The one routing decision of a request (sticky key: header, else client address)."""
+        key = request.headers.get(KEY_HEADER) or (request.client.host if request.client else None)
+        return self._canary.decide(models, pins, key)
+
     async def _routed(
         self,
-        request: Request,
         request_id: str,
-        models: list[str],
+        decision: RoutingDecision,
         run: Any,
         versions_out: dict[str, int],
     ) -> tuple[Any, RoutingDecision]:
-        """Decide versions once, run, and on a challenger failure re-run all on champions."""
-        key = request.headers.get(KEY_HEADER) or (request.client.host if request.client else None)
-        decision = self._canary.decide(models, parse_pins(request.headers.get(PIN_HEADER)), key)
+        """Run on the decided versions; on a challenger failure re-run all on champions."""
         versions_out.update(decision.versions())
         try:
             return await run(decision), decision
@@ -397,8 +400,10 @@ class Ingress:
                 raise UnknownPipeline(
                     f"pipeline {name!r} does not exist; pipelines: {sorted(self._config.pipelines)}"
                 )
-            models = models_of(spec)
-            self._canary.decide(models, parse_pins(request.headers.get(PIN_HEADER)), None)
+            # Decided before the body is read: an unknown model or pin is a 4xx at once.
+            decision = self._decide(
+                request, models_of(spec), parse_pins(request.headers.get(PIN_HEADER))
+            )
             limits = self._config.limits
             if spec.input == "image":
                 value, _raw = await read_image(request, limits)
@@ -435,7 +440,7 @@ class Ingress:
 
             t0 = time.perf_counter()
             result, decision = await asyncio.wait_for(
-                self._routed(request, request_id, models, run, versions), spec.timeout_s
+                self._routed(request_id, decision, run, versions), spec.timeout_s
             )
             meta["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
             self._canary.maybe_shadow(
@@ -462,7 +467,7 @@ class Ingress:
             pins = parse_pins(request.headers.get(PIN_HEADER))
             if version is not None:
                 pins[name] = version
-            self._canary.decide([name], pins, None)  # unknown model / version: 4xx first
+            decision = self._decide(request, [name], pins)  # unknown model/version: 4xx first
             task = self._config.models[name].task
             if task == "action":
                 raise InvalidInput(
@@ -471,21 +476,12 @@ class Ingress:
                 )
             image, _raw = await read_image(request, self._config.limits)
             kind = "detections" if task == "detection" else "text"
-            key = request.headers.get(KEY_HEADER) or (
-                request.client.host if request.client else None
-            )
-            decision = self._canary.decide([name], pins, key)
-            versions.update(decision.versions())
-            try:
-                (out,) = await self._canary.caller(decision, self._handle, request_id)(
-                    name, [image]
-                )
-            except ChallengerFailed:
-                decision = decision.with_champions()
-                versions.update(decision.versions())
-                (out,) = await self._canary.caller(decision, self._handle, request_id)(
-                    name, [image]
-                )
+
+            async def run(d: RoutingDecision) -> Any:
+                (out,) = await self._canary.caller(d, self._handle, request_id)(name, [image])
+                return out
+
+            out, decision = await self._routed(request_id, decision, run, versions)
             return self._ok(
                 {
                     "model": name,

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.types import ActionPrediction, Detection, TextLine, Track
+from deployments.types import Track
 
 PIPELINE_INPUT_KINDS = ("image", "frames")
 
@@ -215,15 +215,3 @@ def _round(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_round(v) for v in obj]
     return obj
-
-
-__all__ = [
-    "OPS",
-    "PIPELINE_INPUT_KINDS",
-    "ActionPrediction",
-    "Clip",
-    "Detection",
-    "Op",
-    "TextLine",
-    "to_json",
-]

@@ -1,15 +1,13 @@
-"""Which served version answers a request: the default (champion) unless the caller pins one.
+"""What is served at start-up (``VersionTable``) and the version pin header.
 
-The decision is made once per request and then holds for every node of the pipeline, so a
-response never mixes versions of one model. (The canary router of a later issue plugs its
-weighted/sticky choice in here.)
+The per-request choice itself is the canary router's (serving/router.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from serving.errors import InvalidInput, UnknownModel, VersionNotServed
+from serving.errors import InvalidInput
 
 PIN_HEADER = "x-model-version"
 
@@ -38,25 +36,6 @@ class VersionTable:
     served: dict[str, list[int]]  # model -> versions with a live deployment
     default: dict[str, int]  # model -> version that answers when nothing is pinned
     aliases: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def choose(self, models: list[str], pins: dict[str, int]) -> dict[str, int]:
-        for name in pins:
-            if name not in self.served:
-                raise UnknownModel(
-                    f"pinned model {name!r} is not served; served: {sorted(self.served)}"
-                )
-        chosen: dict[str, int] = {}
-        for model in models:
-            if model not in self.served:
-                raise UnknownModel(f"model {model!r} is not served; served: {sorted(self.served)}")
-            version = pins.get(model, self.default[model])
-            if version not in self.served[model]:
-                raise VersionNotServed(
-                    f"{model} version {version} has no deployment; served versions: "
-                    f"{self.served[model]}"
-                )
-            chosen[model] = version
-        return chosen
 
 
 def versions_header(versions: dict[str, int]) -> str:
