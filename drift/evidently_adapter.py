@@ -8,6 +8,8 @@ those back into plain dataclasses so nothing outside this module sees Evidently 
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,7 @@ def compute_drift(
     threshold: float | None = None,
     html_path: str | Path | None = None,
     json_path: str | Path | None = None,
+    workspace: WorkspaceTarget | None = None,
 ) -> DriftVerdict:
     """Compare ``current`` against ``reference`` column by column.
 
@@ -95,7 +98,8 @@ def compute_drift(
     p-values up to ~1000 reference rows, Wasserstein/Jensen-Shannon distances beyond).
     With fewer than ``min_rows`` rows on either side Evidently is not run, no report is written,
     and the status is ``insufficient_data``. The HTML/JSON reports are written when paths are
-    given.
+    given, and the snapshot is added to ``workspace`` (an Evidently workspace project, browsable
+    with ``evidently ui --workspace <dir>``) when one is given.
     """
     if min_rows < 1:
         raise ValueError(f"min_rows has value {min_rows!r}. Expected at least 1.")
@@ -161,6 +165,7 @@ def compute_drift(
         snapshot.save_html(str(html_path))
     if json_path is not None:
         snapshot.save_json(str(json_path))
+    run_id = workspace.add(snapshot) if workspace is not None else None
 
     drifted = share >= drift_share and any(f.drifted for f in features)
     return DriftVerdict(
@@ -170,4 +175,39 @@ def compute_drift(
         drift_share=share,
         drift_share_threshold=drift_share,
         features=tuple(features),
+        workspace_run=run_id,
     )
+
+
+class WorkspaceTarget:
+    """One project (by name, created on first use) of a local Evidently workspace."""
+
+    def __init__(self, directory: str | Path, project: str, run_name: str | None = None) -> None:
+        self.directory, self.project, self.run_name = Path(directory), project, run_name
+
+    def add(self, snapshot: Any) -> str:
+        with _WORKSPACE_LOCK:
+            ws = _workspace(str(self.directory))
+            found = ws.search_project(self.project)
+            project = found[0] if found else ws.create_project(self.project)
+            ref = ws.add_run(project.id, snapshot, include_data=False, name=self.run_name)
+        return str(ref.id)
+
+
+_WORKSPACE_LOCK = threading.Lock()
+
+
+@functools.cache
+def _workspace(directory: str) -> Any:
+    from evidently.ui.workspace import Workspace
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return Workspace.create(directory)
+
+
+def workspace_projects(directory: str | Path) -> dict[str, list[str]]:
+    """Project name -> run ids in a workspace directory (what ``evidently ui`` would list)."""
+    from evidently.ui.workspace import Workspace
+
+    ws = Workspace(str(directory))
+    return {p.name: [str(r) for r in ws.list_runs(p.id)] for p in ws.list_projects()}

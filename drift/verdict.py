@@ -55,6 +55,8 @@ class DriftVerdict:
     drift_share_threshold: float = 0.5
     features: tuple[FeatureDrift, ...] = field(default_factory=tuple)
     reason: str | None = None
+    # Id of the run in the Evidently workspace the report was added to, if any.
+    workspace_run: str | None = None
 
     @property
     def drifted_features(self) -> list[str]:
@@ -78,4 +80,5 @@ class DriftVerdict:
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "reason": self.reason,
+            "workspace_run": self.workspace_run,
         }

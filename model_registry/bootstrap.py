@@ -96,6 +96,7 @@ def bootstrap(
         if existing.get(ref.name, 0) >= ref.version:
             if progress:
                 progress(f"{ref.name} v{ref.version}: already registered")
+            _ensure_reference(store, ref)
             continue
         if progress:
             progress(f"{ref.name} v{ref.version}: building")
@@ -106,6 +107,7 @@ def bootstrap(
             info = register_checked(store, model_dir, description=ref.description)
         else:
             info = store.register(model_dir, description=ref.description)
+        _ensure_reference(store, ref)
         if info.version == 1:
             store.set_alias(ref.name, CHAMPION, 1)
         existing[ref.name] = info.version
@@ -115,3 +117,16 @@ def bootstrap(
         if CHAMPION not in store.aliases(name):
             store.set_alias(name, CHAMPION, 1)
     return done
+
+
+def _ensure_reference(store: ModelStore, ref: Reference) -> None:
+    """Give a reference model's version its frozen drift reference if it has none (versions
+    registered before references existed, or without validation)."""
+    from model_registry.mlflow_store import TAG_REFERENCE
+    from model_registry.validate import evaluation_reference
+
+    info = store.get(f"{ref.name}/{ref.version}")
+    if TAG_REFERENCE in info.tags:
+        return
+    frame = evaluation_reference(built_model_dir(ref), info.task or "detection")
+    store.log_reference(ref.name, ref.version, frame, source="evaluation")

@@ -63,7 +63,9 @@ TAG_TASK = "canaryserve.task"
 TAG_FILES = "canaryserve.sha256"
 TAG_SOURCE = "canaryserve.source."
 TAG_METRIC = "canaryserve.metric."
-_RESERVED_TAGS = (TAG_FILES, TAG_TASK, TAG_SOURCE, TAG_METRIC)
+TAG_REFERENCE = "canaryserve.drift.reference"
+REFERENCE_DIR = "drift"
+_RESERVED_TAGS = (TAG_FILES, TAG_TASK, TAG_SOURCE, TAG_METRIC, TAG_REFERENCE)
 _MAX_TAG_VALUE = 100_000  # mlflow.utils.validation.MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH
 _MAX_PARAM_VALUE = 500  # MLflow allows 6000; params are for reading, not storage
 _BAD_KEY_CHARS = re.compile(r"[^\w.\-]")
@@ -204,6 +206,64 @@ class MlflowModelStore(ModelStore):
         self.get(ModelRef(name, version=version))
         with self._translate():
             self._client.set_model_version_tag(name, str(version), key, str(value))
+
+    def log_reference(
+        self, name: str, version: int, frame: Any, *, source: str, replace: bool = False
+    ) -> dict[str, Any]:
+        """Freeze ``frame`` (a pandas DataFrame of feature rows) as the drift reference of
+        ``name`` v``version``: a Parquet artifact of the version's run, found through a version
+        tag that records its sha256. An existing reference is only replaced on request (the
+        earlier artifact stays in the run as history)."""
+        info = self.get(ModelRef(name, version=version))
+        current = info.tags.get(TAG_REFERENCE)
+        if current and not replace:
+            raise BadRequest(f"{info.ref} already has a frozen drift reference; replace=True")
+        if info.run_id is None:
+            raise RegistryError(f"{info.ref} has no run to attach a drift reference to")
+        n = json.loads(current).get("n", 0) + 1 if current else 1
+        artifact = f"{REFERENCE_DIR}/reference-{n}"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "reference.parquet"
+            frame.to_parquet(path, index=False)
+            digest = _sha256(path)
+            with self._translate():
+                self._client.log_artifact(info.run_id, str(path), artifact)
+        record = {
+            "n": n,
+            "artifact": f"{artifact}/reference.parquet",
+            "sha256": digest,
+            "rows": len(frame),
+            "columns": [str(c) for c in frame.columns],
+            "source": source,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        with self._translate():
+            self._client.set_model_version_tag(
+                name, str(version), TAG_REFERENCE, json.dumps(record)
+            )
+        return record
+
+    def reference(self, name: str, version: int) -> tuple[dict[str, Any], Any] | None:
+        """(record, DataFrame) of the frozen drift reference, verified; None if it has none."""
+        import pandas as pd
+
+        info = self.get(ModelRef(name, version=version))
+        raw = info.tags.get(TAG_REFERENCE)
+        if not raw or info.run_id is None:
+            return None
+        record = json.loads(raw)
+        base = (self._models_dir or settings.local_models_dir()) / info.name
+        cached = base / f"{info.version}-reference-{record['sha256'][:16]}.parquet"
+        if not cached.is_file() or _sha256(cached) != record["sha256"]:
+            base.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=base) as tmp, self._translate():
+                got = Path(self._client.download_artifacts(info.run_id, record["artifact"], tmp))
+                if _sha256(got) != record["sha256"]:
+                    raise ArtifactIntegrityError(
+                        f"{info.ref}: drift reference does not match its recorded sha256"
+                    )
+                got.replace(cached)
+        return record, pd.read_parquet(cached)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -469,6 +529,12 @@ class MlflowModelStore(ModelStore):
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _default_artifact_location(tracking_uri: str) -> str | None:

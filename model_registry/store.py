@@ -282,5 +282,15 @@ class ModelStore(ABC):
     @abstractmethod
     def set_tag(self, name: str, version: int, key: str, value: str) -> None: ...
 
+    def log_reference(
+        self, name: str, version: int, frame: Any, *, source: str, replace: bool = False
+    ) -> dict[str, Any]:
+        """Freeze a drift reference (DataFrame of feature rows) with ``name`` v``version``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no drift references")
+
+    def reference(self, name: str, version: int) -> tuple[dict[str, Any], Any] | None:
+        """(record, DataFrame) of the version's frozen drift reference, or None."""
+        return None
+
     def is_empty(self) -> bool:
         return not any(self.list_models().values())

@@ -118,6 +118,36 @@ def register_checked(
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> ModelVersionInfo:
-    """Validate ``model_dir``, then register it; on any failed check nothing is registered."""
-    validate_model_dir(model_dir, runtime_spec)
-    return store.register(Path(model_dir), description=description, tags=tags)
+    """Validate ``model_dir``, register it, and freeze its drift reference (its features on
+    the evaluation set, see ``drift.reference``). On any failed check nothing is registered."""
+    report = validate_model_dir(model_dir, runtime_spec)
+    reference = evaluation_reference(Path(model_dir), report.manifest.task, runtime_spec)
+    info = store.register(Path(model_dir), description=description, tags=tags)
+    store.log_reference(info.name, info.version, reference, source="evaluation")
+    return info
+
+
+def evaluation_reference(
+    model_dir: Path, task: str, runtime_spec: RuntimeSpec | None = None
+) -> Any:
+    """The model's rows on the evaluation set, cached by the hash of its files (a reference
+    model is registered again in every fresh data dir; its reference is the same every time)."""
+    import hashlib
+    import json
+
+    import pandas as pd
+
+    from drift.reference import build_reference
+    from model_registry.settings import cache_dir
+    from model_registry.store import hash_dir
+
+    key = hashlib.sha256(json.dumps(hash_dir(model_dir), sort_keys=True).encode()).hexdigest()
+    cached = cache_dir() / "references" / f"{task}-{key[:24]}.parquet"
+    if cached.is_file():
+        return pd.read_parquet(cached)
+    frame = build_reference(load_model(model_dir, runtime_spec).predict, task)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(cached)
+    return frame

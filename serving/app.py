@@ -157,6 +157,10 @@ def deploy(
         from serving.controller import ensure_controller
 
         ensure_controller(config, plan.registry)
+    if config.drift.enabled:
+        from drift.actor import ensure_monitor
+
+        ensure_monitor(config, plan.registry)
     serve.run(ingress_app(config, plan), name=name, route_prefix=route_prefix)
     return plan
 
@@ -171,7 +175,12 @@ def app_builder(args: dict[str, Any]) -> Any:
     from serving.config import load_config
 
     config = load_config(args.get("config"))
-    return ingress_app(config, plan_deployments(config, MlflowModelStore()))
+    plan = plan_deployments(config, MlflowModelStore())
+    if config.drift.enabled:
+        from drift.actor import ensure_monitor
+
+        ensure_monitor(config, plan.registry)
+    return ingress_app(config, plan)
 
 
 def version_builder(args: dict[str, Any]) -> Any:

@@ -196,8 +196,10 @@ class CanaryState:
         nodes_of: Callable[[str], list[tuple[str, str]]],
         primary_raw: dict[str, Any],
         run: Callable[[dict[str, int], dict[str, Any]], Awaitable[Any]],
+        capture: Callable[[str, dict[str, int], dict[str, Any]], None] | None = None,
     ) -> None:
-        """Mirror the request to each shadowed challenger in the background, capped."""
+        """Mirror the request to each shadowed challenger in the background, capped.
+        ``capture(model, versions, raw)`` receives each successful shadow's node outputs."""
         for model, version in decision.shadows().items():
             route = self.routes.get(model)
             if route is None or route.challenger != version:
@@ -208,7 +210,7 @@ class CanaryState:
             versions = {**decision.versions(), model: version}
             self.shadow_in_flight += 1
             asyncio.get_running_loop().create_task(
-                self._shadow(route, versions, nodes_of(model), primary_raw, run)
+                self._shadow(route, versions, nodes_of(model), primary_raw, run, capture)
             )
 
     async def _shadow(
@@ -218,10 +220,13 @@ class CanaryState:
         nodes: list[tuple[str, str]],
         primary_raw: dict[str, Any],
         run: Callable[[dict[str, int], dict[str, Any]], Awaitable[Any]],
+        capture: Callable[[str, dict[str, int], dict[str, Any]], None] | None = None,
     ) -> None:
         try:
             raw: dict[str, Any] = {}
             await asyncio.wait_for(run(versions, raw), self.spec.shadow_timeout_s)
+            if capture is not None:
+                capture(route.model, versions, raw)
             scores = [
                 agreement(kind, primary_raw[name], raw[name])
                 for name, kind in nodes

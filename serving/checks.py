@@ -122,13 +122,14 @@ class CheckResult:
     value: float | None
     threshold: float
     detail: str = ""
+    report_id: str | None = None  # the drift report behind the verdict, if any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CheckResult:
-        return cls(**raw)
+        return cls(**{"report_id": None, **raw})
 
 
 class Check(Protocol):

@@ -11,6 +11,9 @@ from typing import Any
 
 import typer
 
+from serving.cli_drift import drift_app
+from serving.cli_http import URL_OPTION
+from serving.cli_http import api as _api
 from serving.errors import CanaryError
 
 app = typer.Typer(help="canaryserve: versioned vision models on Ray Serve.", no_args_is_help=True)
@@ -20,9 +23,7 @@ rollout_app = typer.Typer(
     help="Canary rollouts (talks to a running canaryserve).", no_args_is_help=True
 )
 app.add_typer(rollout_app, name="rollout")
-URL_OPTION = typer.Option(
-    "http://127.0.0.1:8000", "--url", envvar="CANARYSERVE_URL", help="canaryserve base URL."
-)
+app.add_typer(drift_app, name="drift")
 
 
 def _store() -> Any:
@@ -222,26 +223,6 @@ def predict(
 
 
 # --- rollouts ------------------------------------------------------------------------------
-
-
-def _api(method: str, url: str, path: str, **kw: Any) -> Any:
-    import httpx
-
-    try:
-        r = httpx.request(method, f"{url}{path}", timeout=60, **kw)
-    except httpx.HTTPError as e:
-        typer.secho(f"error: could not reach {url}: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from None
-    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-    if r.status_code >= 400:
-        err = body.get("error", {}) if isinstance(body, dict) else {}
-        typer.secho(
-            f"error [{err.get('code', r.status_code)}]: {err.get('message', r.text)}",
-            fg=typer.colors.RED,
-            err=True,
-        )
-        raise typer.Exit(code=2)
-    return body
 
 
 def _rollout_line(r: dict[str, Any]) -> str:

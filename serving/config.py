@@ -158,9 +158,44 @@ class CanarySpec(_Strict):
     )
 
 
+class DriftSpec(_Strict):
+    """Drift capture (ingress), windows, scheduled reports and alerts (drift monitor)."""
+
+    enabled: bool = True
+    sample_rate: float = Field(default=1.0, ge=0, le=1, description="Share of requests captured.")
+    capture_queue: int = Field(
+        default=256, ge=1, description="Requests waiting for feature extraction per ingress."
+    )
+    batch_size: int = Field(default=64, ge=1, description="Rows per hand-over to the monitor.")
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    send_timeout_s: float = Field(
+        default=5.0, gt=0, description="A slower monitor counts the batch as dropped."
+    )
+    retention_days: float = Field(default=7.0, gt=0)
+    max_rows_per_window: int = Field(default=20_000, ge=100)
+    window_rows: int = Field(default=500, ge=10, description="Newest rows a report judges.")
+    min_rows: int = Field(default=30, ge=5, description="Fewer rows on a side: no verdict.")
+    drift_share: float = Field(
+        default=0.5, gt=0, le=1, description="Share of drifted features that is 'drift'."
+    )
+    method: str | None = Field(default=None, description="Evidently stattest for every column.")
+    threshold: float | None = Field(default=None, gt=0)
+    report_every_rows: int = Field(default=200, ge=1)
+    report_interval_s: float = Field(default=300.0, gt=0)
+    schedule_tick_s: float = Field(default=2.0, gt=0, le=60)
+    rollout_eval_interval_s: float = Field(
+        default=5.0, ge=0, description="Least time between rollout drift evaluations."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="POSTed a JSON alert on champion drift."
+    )
+    alert_cooldown_s: float = Field(default=3600.0, ge=0)
+
+
 class PlatformConfig(_Strict):
     server: ServerSpec = Field(default_factory=ServerSpec)
     canary: CanarySpec = Field(default_factory=CanarySpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
     ingress: IngressSpec = Field(default_factory=IngressSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     models: dict[str, ModelSpec]

@@ -35,6 +35,11 @@ NAMESPACE = "canaryserve"
 ACTIVE_ROUTE_STATES = ("shadow", "progressing", "paused")
 
 
+PREDICTION_DRIFT = "prediction_drift"
+# (model, champion, challenger, window start, min rows) -> what the drift monitor measured.
+DriftSource = Callable[[str, int, int, float, int], dict[str, Any] | None]
+
+
 class Deployer(Protocol):
     def ensure(self, model: str, version: int) -> None:
         """Start deploying a version if it is not deployed (returns at once)."""
@@ -58,8 +63,10 @@ class RolloutManager:
         *,
         clock: Callable[[], float] = time.time,
         drain_delay_s: float = 6.0,
+        drift: DriftSource | None = None,
     ) -> None:
         self.store = store
+        self.drift = drift
         self.registry = registry
         self.deployer = deployer
         self.clock = clock
@@ -186,9 +193,27 @@ class RolloutManager:
             # fail over to the champion and count against the challenger.
             self.deployer.ensure(model, version)
         stats = self.stats.window(r.id, sm.window_started_at(r))
+        self._add_drift(r, stats)
         r2, events, action = sm.tick(r, stats, now)
         if r2 is not r:  # tick returns its argument when nothing happened
             self._apply(r2, events, action)
+
+    def _add_drift(self, r: sm.Rollout, stats: Any) -> None:
+        """Fill ``stats.extra["prediction_drift"]`` when the rollout runs that check."""
+        wanted = [c for c in r.spec.checks if c.name == PREDICTION_DRIFT and c.enabled]
+        if not wanted or self.drift is None:
+            return
+        min_rows = wanted[0].min_samples or r.spec.min_requests
+        try:
+            stats.extra[PREDICTION_DRIFT] = self.drift(
+                r.spec.model,
+                r.champion_version,
+                r.spec.challenger_version,
+                sm.window_started_at(r),
+                min_rows,
+            )
+        except Exception as e:  # no data is "no verdict", never a failed check
+            log.warning("rollout %s: drift monitor unavailable: %r", r.id, e)
 
     def _apply(self, r: sm.Rollout, events: list[Any], action: Any) -> None:
         model, challenger = r.spec.model, r.spec.challenger_version
@@ -217,6 +242,10 @@ class RolloutManager:
                 )
                 self.registry.set_tag(
                     model, challenger, "canaryserve.rollback.threshold", f"{failed.threshold:.6g}"
+                )
+            if failed is not None and failed.report_id:
+                self.registry.set_tag(
+                    model, challenger, "canaryserve.rollback.report_id", failed.report_id
                 )
             self.registry.set_tag(model, challenger, "canaryserve.rollback.rollout_id", r.id)
             self.registry.set_tag(model, challenger, "canaryserve.rollback.at", _iso(now))
@@ -336,6 +365,7 @@ class RolloutController:
             MlflowModelStore(tracking_uri=registry["tracking_uri"]),
             ServeDeployer(config, registry, static),
             drain_delay_s=config.canary.drain_delay_s,
+            drift=_monitor_drift,
         )
         self._loop_task: asyncio.Task[None] | None = None
         self._lock = threading.Lock()  # the loop, admin commands and reports share the manager
@@ -370,6 +400,20 @@ class RolloutController:
     async def report(self, records: list[dict[str, Any]]) -> int:
         self._ensure_loop()
         return await asyncio.to_thread(self._locked, self.manager.report, records)
+
+
+def _monitor_drift(
+    model: str, champion: int, challenger: int, since: float, min_rows: int
+) -> dict[str, Any] | None:
+    import ray
+
+    from drift.actor import get_monitor
+
+    monitor = get_monitor()
+    if monitor is None:
+        return None
+    ref = monitor.call.remote("rollout_drift", model, champion, challenger, since, min_rows)
+    return ray.get(ref, timeout=120)
 
 
 def ensure_controller(config: Any, registry: dict[str, str]) -> Any:

@@ -170,6 +170,66 @@ class InvalidRolloutSpec(CanaryError):
     code = "invalid_rollout_spec"
 
 
+# --- drift ---------------------------------------------------------------------------------
+
+
+class UnknownReport(NotFound):
+    code = "unknown_drift_report"
+
+
+class NoReference(CanaryError):
+    """A model version has no frozen drift reference to compare against."""
+
+    status_code = 409
+    code = "no_drift_reference"
+
+
+# --- access control, overload, timeouts, audit ---------------------------------------------
+
+
+class Unauthenticated(CanaryError):
+    """No API key, or one that matches no known key (401)."""
+
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(CanaryError):
+    """A valid key whose role does not allow the route (403)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class Overloaded(CanaryError):
+    """Admission control refused the request: too many in flight; retry after a moment."""
+
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after_s = retry_after_s
+
+
+class RequestTimeout(CanaryError):
+    status_code = 504
+    code = "request_timeout"
+
+
+class UnknownAuditRecord(NotFound):
+    code = "unknown_audit_record"
+
+
+def reraise_cause(exc: BaseException) -> None:
+    """Ray wraps an actor's exception (RayTaskError); re-raise ours if it is one of ours."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, CanaryError):
+        raise cause from None
+    if isinstance(exc, CanaryError):
+        raise exc
+
+
 def validation_lines(error: ValidationError) -> list[str]:
     """One ``loc: message (got value)`` line per problem of a pydantic ValidationError.
 

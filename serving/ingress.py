@@ -18,18 +18,25 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import metrics
 from serving.canary import CanaryState, ChallengerFailed, model_nodes
 from serving.config import PlatformConfig
-from serving.errors import CanaryError, InvalidInput, ServiceUnavailable, UnknownPipeline
+from serving.errors import (
+    CanaryError,
+    InvalidInput,
+    ServiceUnavailable,
+    UnknownModel,
+    UnknownPipeline,
+    reraise_cause,
+)
 from serving.ops import to_json
-from serving.pipeline import models_of, run_pipeline
+from serving.pipeline import model_node_kinds, models_of, run_pipeline
 from serving.requests import read_clip, read_image
 from serving.router import RoutingDecision, routes_from_table
 from serving.versions import PIN_HEADER, VersionTable, parse_pins, versions_header
@@ -188,7 +195,10 @@ class Ingress:
         )
         self._handles: dict[tuple[str, int], Any] = {}
         self._controller: Any = None
+        self._monitor: Any = None
         self._background: list[asyncio.Task[None]] = []
+        self._capture: Any = None
+        self._dropped_reported = 0
 
     # --- background: reconcile with the registry/controller, flush stats -----------------
 
@@ -196,6 +206,17 @@ class Ingress:
         if self._background and not any(t.done() for t in self._background):
             return
         loop = asyncio.get_running_loop()
+        if self._capture is None and self._config.drift.enabled:
+            from drift.capture import CaptureQueue
+
+            spec = self._config.drift
+            self._capture = CaptureQueue(
+                self._drift_sink,
+                max_pending=spec.capture_queue,
+                batch_size=spec.batch_size,
+                flush_interval_s=spec.flush_interval_s,
+                sample_rate=spec.sample_rate,
+            )
         self._background = [
             loop.create_task(self._reconcile_loop()),
             loop.create_task(self._flush_loop()),
@@ -257,6 +278,10 @@ class Ingress:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self._config.canary.stats_flush_s)
+            if self._capture is not None:
+                dropped = self._capture.dropped_rows
+                metrics.count_dropped_drift_rows(dropped - self._dropped_reported)
+                self._dropped_reported = dropped
             records = self._canary.take_records()
             controller = self._controller
             if records and controller is not None:
@@ -264,6 +289,45 @@ class Ingress:
                     controller.report.remote(records)  # fire and forget: off the request path
                 except Exception:
                     self._canary.dropped_records += len(records)
+
+    # --- drift capture (the thread side is drift/capture.py) --------------------------------
+
+    def _get_monitor(self) -> Any:
+        if self._monitor is None:
+            from drift.actor import get_monitor
+
+            self._monitor = get_monitor()
+        return self._monitor
+
+    def _drift_sink(self, rows: list[dict[str, Any]]) -> None:
+        """Runs in the capture thread: hand a batch to the monitor, or raise (counted)."""
+        import ray
+
+        monitor = self._get_monitor()
+        if monitor is None:
+            raise ServiceUnavailable("no drift monitor is running")
+        try:
+            ray.get(monitor.ingest.remote(rows), timeout=self._config.drift.send_timeout_s)
+        except Exception:
+            self._monitor = None  # look it up again: Ray may have restarted it
+            raise
+
+    def _capture_rows(
+        self,
+        nodes: tuple[tuple[str, str, str], ...],
+        value: Any,
+        raw: dict[str, Any],
+        versions: dict[str, int],
+        source: str,
+        request_id: str,
+    ) -> None:
+        if self._capture is None or not nodes:
+            return
+        from drift.capture import CaptureJob
+
+        self._capture.submit(
+            CaptureJob(nodes, value, dict(raw), dict(versions), source, request_id, time.time())
+        )
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -443,12 +507,20 @@ class Ingress:
                 self._routed(request_id, decision, run, versions), spec.timeout_s
             )
             meta["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            nodes = model_node_kinds(spec)
+
+            def capture_shadow(model: str, versions_: dict[str, int], raw: dict[str, Any]) -> None:
+                mine = tuple(n for n in nodes if n[1] == model)
+                self._capture_rows(mine, value, raw, versions_, "shadow", request_id)
+
             self._canary.maybe_shadow(
                 decision,
                 lambda m: model_nodes(spec, m),
                 primary_raw,
                 lambda v, raw: execute(v, raw, decision, shadow=True),
+                capture_shadow,
             )
+            self._capture_rows(nodes, value, primary_raw, decision.versions(), "live", request_id)
             return self._ok(
                 {"pipeline": name, "result": result, "input": meta}, request_id, decision
             )
@@ -482,6 +554,14 @@ class Ingress:
                 return out
 
             out, decision = await self._routed(request_id, decision, run, versions)
+            self._capture_rows(
+                (("model", name, kind),),
+                image,
+                {"model": out},
+                decision.versions(),
+                "live",
+                request_id,
+            )
             return self._ok(
                 {
                     "model": name,
@@ -550,13 +630,22 @@ class Ingress:
         try:
             return await controller.call.remote(method, *args)
         except Exception as e:
-            cause = getattr(e, "cause", None)
-            if isinstance(cause, CanaryError):
-                raise cause from None
-            if isinstance(e, CanaryError):
-                raise
+            reraise_cause(e)
             self._controller = None
             raise ServiceUnavailable("the rollout controller did not answer") from e
+
+    async def _drift(self, method: str, *args: Any, **kw: Any) -> Any:
+        monitor = await asyncio.to_thread(self._get_monitor)
+        if monitor is None:
+            raise ServiceUnavailable("the drift monitor is not running")
+        try:
+            if method == "html":
+                return await monitor.html.remote(*args)
+            return await monitor.call.remote(method, *args, **kw)
+        except Exception as e:
+            reraise_cause(e)
+            self._monitor = None
+            raise ServiceUnavailable("the drift monitor did not answer") from e
 
     def _actor(self, request: Request) -> str:
         return request.headers.get("x-actor") or (
@@ -591,6 +680,74 @@ class Ingress:
         if action not in ROLLOUT_ACTIONS:
             raise InvalidInput(f"unknown action {action!r}; one of {list(ROLLOUT_ACTIONS)}")
         return await self._admin(action, rollout_id, self._actor(request))
+
+    # --- drift -------------------------------------------------------------------------------
+
+    @app.get("/v1/drift", summary="Latest drift verdict per model version, and alerts.")
+    async def drift_status(self) -> dict[str, Any]:
+        self._ensure_background()
+        status = await self._drift("status")
+        q = self._capture
+        status["capture"] = (
+            {
+                "pending": q.pending,
+                "sent_rows": q.sent_rows,
+                "dropped_rows": q.dropped_rows,
+                "failed_batches": q.failed_batches,
+            }
+            if q is not None
+            else {"enabled": False}
+        )
+        return status
+
+    @app.get("/v1/drift/reports", summary="Drift reports, newest first.")
+    async def drift_reports(
+        self,
+        model: str | None = None,
+        version: str | None = None,
+        kind: str | None = None,
+        limit: int = Query(default=50, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        reports = await self._drift(
+            "list_reports", model=model, version=version, kind=kind, limit=limit
+        )
+        return {"reports": reports}
+
+    @app.post("/v1/drift/reports", summary="Run a drift report now.", status_code=201)
+    async def drift_report_now(self, request: Request) -> JSONResponse:
+        try:
+            body = await request.json()
+        except Exception:
+            raise InvalidInput(
+                'the body must be a JSON object like {"model": "detector"}'
+            ) from None
+        model = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(model, str) or model not in self._config.models:
+            raise UnknownModel(
+                f"model {model!r} is not served; models: {sorted(self._config.models)}"
+            )
+        version = body.get("version")
+        if version is None:
+            route = self._canary.routes.get(model)
+            version = route.champion if route is not None else None
+        if isinstance(version, bool) or not isinstance(version, int | str):
+            raise InvalidInput(f"version must be a version number, got {version!r}")
+        if not str(version).isdigit():
+            raise InvalidInput(f"version must be a version number, got {version!r}")
+        report = await self._drift("report", model, int(version))
+        return JSONResponse(report, status_code=201)
+
+    @app.get(
+        "/v1/drift/reports/{report_id}",
+        summary="One drift report: the Evidently HTML (or its record with ?format=json).",
+        response_class=HTMLResponse,
+    )
+    async def drift_report(self, report_id: str, format: str = "html") -> Any:
+        if format == "json":
+            return JSONResponse(await self._drift("get_report", report_id))
+        if format != "html":
+            raise InvalidInput(f"format must be 'html' or 'json', got {format!r}")
+        return HTMLResponse(await self._drift("html", report_id))
 
     @app.get(
         "/metrics",

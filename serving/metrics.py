@@ -66,7 +66,66 @@ def _metrics() -> dict[str, Any]:
             boundaries=BATCH_BUCKETS,
             tag_keys=("model", "version"),
         ),
+        "drift_share": m.Gauge(
+            PREFIX + "drift_share",
+            description="Share of drifted features in the latest drift report, per model "
+            "version and comparison (reference, challenger_vs_champion, ...).",
+            tag_keys=("model", "version", "kind"),
+        ),
+        "drift_feature_score": m.Gauge(
+            PREFIX + "drift_feature_score",
+            description="Latest drift score per feature: a p-value or a distance (see method).",
+            tag_keys=("model", "version", "feature", "method"),
+        ),
+        "drift_feature_drifted": m.Gauge(
+            PREFIX + "drift_feature_drifted",
+            description="1 if the feature drifted in the latest reference report, else 0.",
+            tag_keys=("model", "version", "feature"),
+        ),
+        "drift_rows": m.Counter(
+            PREFIX + "drift_rows_total",
+            description="Captured drift rows persisted by the monitor, per model version.",
+            tag_keys=("model", "version", "source"),
+        ),
+        "drift_rows_dropped": m.Counter(
+            PREFIX + "drift_rows_dropped_total",
+            description="Drift rows an ingress dropped (queue full, monitor slow or down).",
+            tag_keys=(),
+        ),
+        "drift_alerts": m.Counter(
+            PREFIX + "drift_alerts_total",
+            description="Champion drift alerts raised (never an automatic rollback).",
+            tag_keys=("model", "version"),
+        ),
     }
+
+
+def observe_drift(kind: str, data: dict[str, Any]) -> None:
+    """The drift monitor's observer: rows persisted, reports made, alerts raised."""
+    mt = _metrics()
+    if kind == "rows":
+        tags = {"model": data["model"], "version": str(data["version"]), "source": data["source"]}
+        mt["drift_rows"].inc(data["n"], tags=tags)
+    elif kind == "report":
+        verdict = data["verdict"]
+        base = {"model": data["model"], "version": str(data["version"])}
+        mt["drift_share"].set(verdict["drift_share"], tags={**base, "kind": data["kind"]})
+        if data["kind"] == "reference":
+            for f in verdict["features"]:
+                if f["score"] is not None:
+                    mt["drift_feature_score"].set(
+                        f["score"], tags={**base, "feature": f["name"], "method": f["method"]}
+                    )
+                mt["drift_feature_drifted"].set(
+                    1.0 if f["drifted"] else 0.0, tags={**base, "feature": f["name"]}
+                )
+    elif kind == "alert":
+        mt["drift_alerts"].inc(1, tags={"model": data["model"], "version": str(data["version"])})
+
+
+def count_dropped_drift_rows(n: int) -> None:
+    if n > 0:
+        _metrics()["drift_rows_dropped"].inc(n)
 
 
 def observe_request(

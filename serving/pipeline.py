@@ -55,3 +55,8 @@ def models_of(spec: PipelineSpec) -> list[str]:
         if node.model and node.model not in seen:
             seen.append(node.model)
     return seen
+
+
+def model_node_kinds(spec: PipelineSpec) -> tuple[tuple[str, str, str], ...]:
+    """(node name, model, output kind) of every node that calls a model."""
+    return tuple((n.name, n.model, OPS[n.op].output) for n in spec.nodes if n.model)

@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+import drift.check  # noqa: F401  (registers the prediction_drift check)
 from serving.checks import get_check
 from serving.errors import InvalidRolloutSpec, validation_lines
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from drift.windows import TS_COLUMN, Window, WindowKey, WindowStore
+from drift.windows import TS_COLUMN, WindowKey, WindowStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -23,92 +25,117 @@ class FakeClock:
 
 def test_rows_come_back_as_a_dataframe_with_ts() -> None:
     clock = FakeClock()
-    window = Window(clock=clock)
-    window.append({"brightness": 100.0, "label": "walk"})
+    store = WindowStore(clock=clock)
+    store.append("detector", 1, {"brightness": 100.0, "label": "walk"}, request_id="r1")
     clock.advance(seconds=1)
-    window.append({"brightness": 110.0})
-    frame = window.to_frame()
-    assert list(frame.columns) == [TS_COLUMN, "brightness", "label"]
+    store.append("detector", 1, {"brightness": 110.0})
+    frame = store.frame("detector", 1)
+    assert list(frame.columns) == [TS_COLUMN, "request_id", "brightness", "label"]
     assert frame["brightness"].tolist() == [100.0, 110.0]
+    assert frame["request_id"].tolist()[0] == "r1"
     assert pd.isna(frame["label"].iloc[1])
     assert frame[TS_COLUMN].iloc[0] == pd.Timestamp(T0)
     assert str(frame[TS_COLUMN].dt.tz) == "UTC"
 
 
+def test_nan_features_round_trip_as_nan() -> None:
+    store = WindowStore(clock=FakeClock())
+    store.append("detector", 1, {"pred_count": 0.0, "pred_mean_confidence": float("nan")})
+    frame = store.frame("detector", 1)
+    assert frame["pred_count"].tolist() == [0.0]
+    assert math.isnan(frame["pred_mean_confidence"].iloc[0])
+    assert frame["pred_mean_confidence"].dtype == float
+
+
 def test_empty_window_gives_an_empty_frame() -> None:
-    frame = Window(clock=FakeClock()).to_frame()
+    frame = WindowStore(clock=FakeClock()).frame("detector", 1)
     assert len(frame) == 0
     assert TS_COLUMN in frame.columns
 
 
-def test_size_window_keeps_the_newest_rows() -> None:
-    window = Window(max_rows=3, retention=None, clock=FakeClock())
-    window.extend({"i": float(i)} for i in range(5))
-    assert window.to_frame()["i"].tolist() == [2.0, 3.0, 4.0]
+def test_size_cap_keeps_the_newest_rows_per_window() -> None:
+    clock = FakeClock()
+    store = WindowStore(max_rows_per_window=3, clock=clock)
+    for i in range(5):
+        clock.advance(seconds=1)
+        store.append("detector", 1, {"i": float(i)})
+    store.append("detector", 2, {"i": 99.0})
+    assert store.frame("detector", 1)["i"].tolist() == [2.0, 3.0, 4.0]
+    assert store.frame("detector", 2)["i"].tolist() == [99.0]
 
 
 def test_retention_drops_old_rows_as_the_clock_moves() -> None:
     clock = FakeClock()
-    window = Window(retention=timedelta(days=2), clock=clock)
-    window.append({"i": 0.0})
+    store = WindowStore(retention_days=2, clock=clock)
+    store.append("ocr", 1, {"i": 0.0})
     clock.advance(days=1)
-    window.append({"i": 1.0})
-    assert len(window) == 2
+    store.append("ocr", 1, {"i": 1.0})
+    assert store.count("ocr", 1) == 2
     clock.advance(days=1, seconds=1)
-    assert len(window) == 1
-    assert window.to_frame()["i"].tolist() == [1.0]
+    # Expired rows are invisible at once and deleted by prune.
+    assert store.frame("ocr", 1)["i"].tolist() == [1.0]
+    assert store.prune() == 1
     clock.advance(days=1)
-    assert window.prune() == 1
-    assert len(window) == 0
+    assert store.prune() == 1
+    assert store.keys() == []
 
 
-def test_time_slices_select_current_and_reference_periods() -> None:
+def test_time_slices_and_last() -> None:
     clock = FakeClock()
-    window = Window(clock=clock)
-    for hour in range(6):
-        window.append({"h": float(hour)}, ts=T0 + timedelta(hours=hour))
-    clock.now = T0 + timedelta(hours=6)
-    recent = window.to_frame(since=T0 + timedelta(hours=4))
-    older = window.to_frame(until=T0 + timedelta(hours=4))
-    assert recent["h"].tolist() == [4.0, 5.0]
-    assert older["h"].tolist() == [0.0, 1.0, 2.0, 3.0]
-    assert window.to_frame(last=2)["h"].tolist() == [4.0, 5.0]
+    store = WindowStore(clock=clock)
+    for i in range(6):
+        store.append("detector", 1, {"i": float(i)}, ts=T0 + timedelta(hours=i))
+    clock.advance(hours=10)
+    mid = store.frame("detector", 1, since=T0 + timedelta(hours=2), until=T0 + timedelta(hours=5))
+    assert mid["i"].tolist() == [2.0, 3.0, 4.0]
+    assert store.frame("detector", 1, last=2)["i"].tolist() == [4.0, 5.0]
 
 
-def test_late_rows_are_kept_in_time_order() -> None:
-    clock = FakeClock(T0 + timedelta(hours=1))
-    window = Window(clock=clock)
-    window.append({"i": 2.0}, ts=T0 + timedelta(minutes=30))
-    window.append({"i": 1.0}, ts=T0)
-    assert window.to_frame()["i"].tolist() == [1.0, 2.0]
+def test_late_rows_are_read_in_time_order() -> None:
+    clock = FakeClock(T0 + timedelta(hours=5))
+    store = WindowStore(clock=clock)
+    store.append("detector", 1, {"i": 2.0}, ts=T0 + timedelta(hours=2))
+    store.append("detector", 1, {"i": 1.0}, ts=T0 + timedelta(hours=1))
+    assert store.frame("detector", 1)["i"].tolist() == [1.0, 2.0]
 
 
-def test_ts_key_in_row_is_rejected() -> None:
-    with pytest.raises(ValueError, match="ts="):
-        Window(clock=FakeClock()).append({"ts": 1.0})
+def test_sources_are_separate_windows_paired_by_request_id() -> None:
+    store = WindowStore(clock=FakeClock())
+    rows = [
+        {"model": "detector", "version": "1", "source": "live", "request_id": f"r{i}", "x": 1.0}
+        for i in range(4)
+    ]
+    rows += [
+        {"model": "detector", "version": "2", "source": "shadow", "request_id": "r1", "x": 2.0},
+        {"model": "detector", "version": "2", "source": "shadow", "request_id": "r3", "x": 2.0},
+    ]
+    assert store.ingest(rows) == 6
+    shadow = store.frame("detector", 2, source="shadow")
+    assert shadow["request_id"].tolist() == ["r1", "r3"]
+    paired = store.frame("detector", 1, request_ids=shadow["request_id"])
+    assert paired["request_id"].tolist() == ["r1", "r3"]
+    assert store.frame("detector", 2).empty  # no live rows for v2
+    assert store.keys() == [WindowKey("detector", "1")]
+    assert store.keys("shadow") == [WindowKey("detector", "2")]
 
 
-@pytest.mark.parametrize("kwargs", [{"max_rows": 0}, {"retention": timedelta(0)}])
-def test_bad_window_limits_are_rejected(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="Expected"):
-        Window(**kwargs)  # type: ignore[arg-type]
+def test_unknown_source_is_rejected() -> None:
+    with pytest.raises(ValueError, match="source has value 'replay'"):
+        WindowStore().ingest([{"model": "m", "version": "1", "source": "replay", "x": 1.0}])
 
 
-def test_store_keeps_one_window_per_model_version_and_forgets_expired_ones() -> None:
-    clock = FakeClock()
-    store = WindowStore(retention_days=1, clock=clock)
-    store.append("detector", "1", {"x": 1.0})
-    store.append("detector", "2", {"x": 2.0})
-    clock.advance(hours=12)
-    store.append("detector", "2", {"x": 3.0})
-    assert store.keys() == [WindowKey("detector", "1"), WindowKey("detector", "2")]
-    assert store.frame("detector", "2")["x"].tolist() == [2.0, 3.0]
-    clock.advance(hours=13)
-    assert store.prune() == {WindowKey("detector", "1"): 1, WindowKey("detector", "2"): 1}
-    assert store.keys() == [WindowKey("detector", "2")]
-    assert str(store.keys()[0]) == "detector@2"
+def test_rows_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "drift" / "drift.db"
+    first = WindowStore(path)
+    first.append("ocr", 2, {"text_length": 12.0})
+    first.close()
+    again = WindowStore(path)
+    assert again.frame("ocr", 2)["text_length"].tolist() == [12.0]
 
 
-def test_store_rejects_non_positive_retention() -> None:
-    with pytest.raises(ValueError, match="retention_days has value 0"):
-        WindowStore(retention_days=0)
+@pytest.mark.parametrize(
+    "kwargs", [{"retention_days": 0}, {"retention_days": -1}, {"max_rows_per_window": 0}]
+)
+def test_bad_limits_are_rejected(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="has value"):
+        WindowStore(**kwargs)  # type: ignore[arg-type]

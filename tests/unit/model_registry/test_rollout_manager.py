@@ -134,3 +134,63 @@ def test_one_active_rollout_per_model(setup) -> None:  # type: ignore[no-untyped
     manager.start(SPEC)
     with pytest.raises(RolloutConflict, match="already has an active rollout"):
         manager.start(SPEC)
+
+
+def test_prediction_drift_rolls_back_and_records_the_report_id(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, store, _deployer, clock = setup
+    asked: list[tuple[object, ...]] = []
+
+    def drift(*args: object) -> dict[str, object]:
+        asked.append(args)
+        return {
+            "pairs": 40,
+            "vs_champion": {
+                "report_id": "detector-v2-challenger-vs-champion-abc",
+                "status": "drift",
+                "drift_share": 0.75,
+                "drifted_features": ["pred_count", "pred_mean_confidence", "pred_min_confidence"],
+                "reference_rows": 40,
+                "current_rows": 40,
+            },
+        }
+
+    manager.drift = drift
+    spec = {
+        **SPEC,
+        "checks": [
+            {"name": "error_rate", "threshold": 0.05},
+            {"name": "prediction_drift", "threshold": 0.5, "min_samples": 25},
+        ],
+    }
+    rid = manager.start(spec)["id"]
+    manager.tick()
+    clock.now += 11
+    _traffic(manager, rid, clock.now - 1, challenger_errors=False)
+    manager.tick()
+    done = manager.describe(rid)
+    assert done["state"] == "rolled_back" and done["ended_reason"] == "prediction_drift"
+    # The monitor was asked about this rollout's window with the check's own sample floor.
+    model, champion, challenger, _since, min_rows = asked[-1]
+    assert (model, champion, challenger, min_rows) == ("detector", 1, 2, 25)
+    tags = store.get("detector/2").tags
+    assert tags["canaryserve.rollback.check"] == "prediction_drift"
+    assert tags["canaryserve.rollback.report_id"] == "detector-v2-challenger-vs-champion-abc"
+    rolled = next(e for e in done["events"] if e["kind"] == "rolled_back")
+    assert rolled["detail"]["check"]["report_id"] == "detector-v2-challenger-vs-champion-abc"
+
+
+def test_an_unreachable_drift_monitor_is_no_verdict_not_a_failure(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, _deployer, clock = setup
+
+    def down(*args: object) -> None:
+        raise TimeoutError("monitor restarting")
+
+    manager.drift = down
+    spec = {**SPEC, "checks": [{"name": "prediction_drift", "threshold": 0.5}]}
+    rid = manager.start(spec)["id"]
+    manager.tick()
+    for _ in range(2):
+        clock.now += 11
+        _traffic(manager, rid, clock.now - 1, challenger_errors=False)
+        manager.tick()
+    assert manager.describe(rid)["state"] == "promoted"

@@ -12,7 +12,7 @@ import yaml
 from model_registry import validate
 from model_registry.mlflow_store import MlflowModelStore
 from model_registry.validate import CHECKS, register_checked, validate_model_dir
-from serving.errors import ModelValidationError
+from serving.errors import BadRequest, ModelValidationError
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -178,3 +178,28 @@ def test_valid_model_registers_and_resolves(store: MlflowModelStore, tmp_path: P
     resolved = store.resolve(info.ref)
     report = validate_model_dir(resolved.path)  # the downloaded copy is just as loadable
     assert report.checks == CHECKS
+
+
+def test_registration_freezes_the_evaluation_reference_in_mlflow(
+    store: MlflowModelStore, tmp_path: Path
+) -> None:
+    from drift.reference import DEFAULT_ROWS
+
+    info = register_checked(store, write_detector_dir(tmp_path / "det"))
+    got = store.reference(info.name, info.version)
+    assert got is not None
+    record, frame = got
+    assert record["source"] == "evaluation" and record["rows"] == DEFAULT_ROWS["detection"]
+    assert len(frame) == DEFAULT_ROWS["detection"]
+    assert {"brightness", "sharpness", "pred_count", "pred_box_area_share"} <= set(frame.columns)
+    # Frozen: a second reference is refused unless replacing is asked for explicitly.
+    with pytest.raises(BadRequest, match="already has a frozen drift reference"):
+        store.log_reference(info.name, info.version, frame.head(3), source="captured")
+    again = store.log_reference(
+        info.name, info.version, frame.head(3), source="captured", replace=True
+    )
+    assert again["n"] == 2 and again["rows"] == 3
+    assert len(store.reference(info.name, info.version)[1]) == 3  # type: ignore[index]
+    # The reference tag is the platform's own record: users cannot overwrite it.
+    with pytest.raises(BadRequest, match="reserved"):
+        store.set_tag(info.name, info.version, "canaryserve.drift.reference", "{}")

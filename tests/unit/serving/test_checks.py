@@ -122,7 +122,7 @@ def test_unknown_check_names_the_known_ones() -> None:
 
 @dataclass
 class _Drift:
-    name: str = "prediction_drift"
+    name: str = "toy_drift"
     phases: frozenset[str] = frozenset({"canary"})
 
     def validate(self, spec: CheckSpec) -> None:
@@ -139,16 +139,16 @@ class _Drift:
 def test_a_plugged_in_check_is_usable_in_specs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(checks, "CHECKS", dict(CHECKS))
     raw = {"model": "m", "challenger_version": 2}
-    with pytest.raises(InvalidRolloutSpec, match="unknown check 'prediction_drift'"):
-        parse_rollout_spec({**raw, "checks": [{"name": "prediction_drift", "threshold": 0.3}]})
-    register_check(_Drift())
-    spec = parse_rollout_spec({**raw, "checks": [{"name": "prediction_drift", "threshold": 0.3}]})
-    res = get_check("prediction_drift").evaluate(
-        WindowStats(extra={"prediction_drift": 0.4}), spec.checks[0], 20
+    with pytest.raises(InvalidRolloutSpec, match="unknown check 'toy_drift'"):
+        parse_rollout_spec({**raw, "checks": [{"name": "toy_drift", "threshold": 0.3}]})
+    register_check(_Drift(name="toy_drift"))
+    spec = parse_rollout_spec({**raw, "checks": [{"name": "toy_drift", "threshold": 0.3}]})
+    res = get_check("toy_drift").evaluate(
+        WindowStats(extra={"toy_drift": 0.4}), spec.checks[0], 20
     )
     assert (res.passed, res.value) == (False, 0.4)
     with pytest.raises(InvalidRolloutSpec, match="drift share in"):
-        parse_rollout_spec({**raw, "checks": [{"name": "prediction_drift", "threshold": 3}]})
+        parse_rollout_spec({**raw, "checks": [{"name": "toy_drift", "threshold": 3}]})
 
 
 def test_register_check_refuses_clashes_and_bad_phases(monkeypatch: pytest.MonkeyPatch) -> None:

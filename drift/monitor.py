@@ -1,0 +1,403 @@
+"""The drift monitor: takes captured rows, keeps windows, runs reports, raises alerts.
+
+``DriftMonitor`` is plain Python (references, champions, clock and alert delivery are injected)
+so it is testable without Ray. ``MonitorActor`` is the Ray actor around it: one per cluster,
+named, restarted by Ray, with everything it acknowledged in SQLite under the data dir.
+
+Reports:
+- scheduled: per live (model, version), every ``report_every_rows`` new rows, or every
+  ``report_interval_s`` when any row came in, against the version's frozen reference;
+- on demand (API/CLI);
+- during a rollout (for the ``prediction_drift`` check): the challenger's shadow answers
+  against the champion's answers to the same requests, and the challenger's and champion's
+  windows against their own references.
+Champion drift raises an alert (log, metric, optional webhook) and never rolls anything back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from drift.evidently_adapter import WorkspaceTarget, compute_drift
+from drift.reports import Report, ReportStore, new_report_id
+from drift.rows import PRED_PREFIX
+from drift.windows import META_KEYS, TS_COLUMN, WindowStore
+from serving.config import DriftSpec
+from serving.errors import NoReference
+
+log = logging.getLogger("canaryserve.drift")
+MONITOR_NAME = "canaryserve-drift"
+NAMESPACE = "canaryserve"
+REFERENCE_TTL_S = 60.0
+# A champion's live row for a request is written a little before the challenger's shadow row.
+PAIR_SLACK_S = 300.0
+
+References = Callable[[str, int], "tuple[dict[str, Any], pd.DataFrame] | None"]
+Observer = Callable[[str, dict[str, Any]], None]
+
+
+def _feature_columns(
+    reference: pd.DataFrame, current: pd.DataFrame, prediction_only: bool
+) -> list[str]:
+    skip = {*META_KEYS, TS_COLUMN}
+    cols = [c for c in reference.columns if c in current.columns and c not in skip]
+    if prediction_only:
+        cols = [c for c in cols if c.startswith(PRED_PREFIX)]
+    # A column with no value on a side (no detection ever: NaN confidences) says nothing.
+    return [c for c in cols if reference[c].notna().any() and current[c].notna().any()]
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    verdict = report["verdict"]
+    return {
+        "report_id": report["id"],
+        "status": verdict["status"],
+        "drift_share": verdict["drift_share"],
+        "drifted_features": verdict["drifted_features"],
+        "reference_rows": verdict["reference_rows"],
+        "current_rows": verdict["current_rows"],
+        "against": report["against"],
+    }
+
+
+class DriftMonitor:
+    def __init__(
+        self,
+        spec: DriftSpec,
+        root: Path,
+        *,
+        references: References,
+        champions: Callable[[], dict[str, int]],
+        clock: Callable[[], float] = time.time,
+        notify: Callable[[dict[str, Any]], None] | None = None,
+        observe: Observer | None = None,
+    ) -> None:
+        self.spec = spec
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
+        self.windows = WindowStore(
+            self.root / "drift.db",
+            retention_days=spec.retention_days,
+            max_rows_per_window=spec.max_rows_per_window,
+            clock=lambda: datetime.fromtimestamp(self.clock(), UTC),
+        )
+        self.reports = ReportStore(self.root / "drift.db", self.root / "reports")
+        self.workspace_dir = self.root / "workspace"
+        self._references = references
+        self._champions = champions
+        self._notify = notify
+        self._observe = observe or (lambda kind, data: None)
+        self._new: dict[tuple[str, str], int] = defaultdict(int)
+        started = self.clock()
+        self._last: dict[tuple[str, str], float] = defaultdict(lambda: started)
+        self._refs: dict[tuple[str, int], tuple[float, Any]] = {}
+        self._rollout_cache: dict[
+            tuple[str, int, int, float], tuple[float, tuple[int, int], Any]
+        ] = {}
+        self._alerted: dict[tuple[str, str], float] = {}
+        self._lock = threading.RLock()
+        self.ingested = 0
+
+    # --- rows ------------------------------------------------------------------------------
+
+    def ingest(self, rows: list[dict[str, Any]]) -> int:
+        """Persist rows; once this returns they survive a restart (acknowledged)."""
+        n = self.windows.ingest(rows)
+        counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        for row in rows:
+            key = (str(row["model"]), str(row["version"]), str(row.get("source", "live")))
+            counts[key] += 1
+        with self._lock:
+            for (model, version, source), k in counts.items():
+                if source == "live":
+                    self._new[(model, version)] += k
+                self._observe(
+                    "rows", {"model": model, "version": version, "source": source, "n": k}
+                )
+            self.ingested += n
+        return n
+
+    # --- references ------------------------------------------------------------------------
+
+    def reference(self, model: str, version: int) -> tuple[dict[str, Any], pd.DataFrame]:
+        key = (model, int(version))
+        now = self.clock()
+        cached = self._refs.get(key)
+        if cached is None or now - cached[0] > REFERENCE_TTL_S:
+            got = self._references(model, int(version))
+            cached = (now, got)
+            self._refs[key] = cached
+        if cached[1] is None:
+            raise NoReference(f"{model} v{version} has no frozen drift reference in the registry")
+        return cached[1]
+
+    def forget_reference(self, model: str, version: int) -> None:
+        self._refs.pop((model, int(version)), None)
+
+    # --- reports ---------------------------------------------------------------------------
+
+    def report(
+        self, model: str, version: int | str, *, trigger: str = "on_demand"
+    ) -> dict[str, Any]:
+        """The newest ``window_rows`` live rows of a version against its frozen reference."""
+        record, ref = self.reference(model, int(version))
+        current = self.windows.frame(model, version, last=self.spec.window_rows)
+        against = f"reference #{record.get('n', 1)} ({record.get('source')}, {len(ref)} rows)"
+        out = self._compare(
+            model, str(version), "reference", ref, current, against=against, trigger=trigger
+        )
+        if out["verdict"]["status"] == "drift":
+            self._maybe_alert(model, str(version), out)
+        return out
+
+    def _compare(
+        self,
+        model: str,
+        version: str,
+        kind: str,
+        reference: pd.DataFrame,
+        current: pd.DataFrame,
+        *,
+        against: str,
+        trigger: str,
+        prediction_only: bool = False,
+        min_rows: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        rid = new_report_id(model, version, kind)
+        cols = _feature_columns(reference, current, prediction_only)
+        need = min_rows if min_rows is not None else self.spec.min_rows
+        if not cols or len(reference) < need or len(current) < need:
+            verdict: dict[str, Any] = {
+                "status": "insufficient_data",
+                "drift_share": 0.0,
+                "drift_share_threshold": self.spec.drift_share,
+                "drifted_features": [],
+                "features": [],
+                "reference_rows": len(reference),
+                "current_rows": len(current),
+                "reason": f"need {need} rows on each side and a shared feature column",
+                "workspace_run": None,
+            }
+        else:
+            verdict = compute_drift(
+                reference[cols],
+                current[cols],
+                columns=cols,
+                min_rows=need,
+                drift_share=self.spec.drift_share,
+                method=self.spec.method,
+                threshold=self.spec.threshold,
+                html_path=self.reports.html_path(rid),
+                json_path=self.reports.json_path(rid),
+                workspace=WorkspaceTarget(
+                    self.workspace_dir, f"canaryserve {model}", f"{model} v{version} {kind}"
+                ),
+            ).to_dict()
+        report = Report(
+            rid, model, version, kind, against, trigger, self.clock(), verdict, extra or {}
+        )
+        # Scheduled and rollout reports without a verdict are not kept: they would bury the
+        # useful ones. An on-demand request gets its answer (and reason) either way.
+        if verdict["status"] != "insufficient_data" or trigger == "on_demand":
+            self.reports.save(report)
+        out = report.to_dict()
+        if verdict["status"] != "insufficient_data":
+            self._observe("report", out)
+        return out
+
+    def due(self) -> list[tuple[str, str]]:
+        now = self.clock()
+        with self._lock:
+            return [
+                key
+                for key, new in self._new.items()
+                if new >= self.spec.report_every_rows
+                or (new > 0 and now - self._last[key] >= self.spec.report_interval_s)
+            ]
+
+    def run_scheduled(self) -> list[dict[str, Any]]:
+        done = []
+        for model, version in self.due():
+            if self.windows.count(model, version) < self.spec.min_rows:
+                continue  # keep counting; a report needs min_rows first
+            with self._lock:
+                self._new[(model, version)] = 0
+                self._last[(model, version)] = self.clock()
+            try:
+                done.append(self.report(model, version, trigger="schedule"))
+            except NoReference as e:
+                log.info("no scheduled drift report: %s", e.message)
+            except Exception:
+                log.exception("scheduled drift report of %s v%s failed", model, version)
+        return done
+
+    def prune(self) -> dict[str, int]:
+        return {
+            "rows": self.windows.prune(),
+            "reports": self.reports.prune(self.spec.retention_days * 86400, now=self.clock()),
+        }
+
+    # --- rollouts ----------------------------------------------------------------------------
+
+    def rollout_drift(
+        self, model: str, champion: int, challenger: int, since: float, min_rows: int
+    ) -> dict[str, Any]:
+        """What the ``prediction_drift`` check judges, for the rollout window since ``since``."""
+        key = (model, int(champion), int(challenger), float(since))
+        shadow = self.windows.frame(model, challenger, source="shadow", since=since)
+        live = self.windows.frame(model, challenger, since=since)
+        counts = (len(shadow), len(live))
+        now = self.clock()
+        cached = self._rollout_cache.get(key)
+        if cached is not None and (
+            cached[1] == counts or now - cached[0] < self.spec.rollout_eval_interval_s
+        ):
+            return dict(cached[2])
+        out: dict[str, Any] = {"pairs": 0}
+        if len(shadow):
+            champ = self.windows.frame(
+                model, champion, since=since - PAIR_SLACK_S, request_ids=shadow["request_id"]
+            )
+            champ = champ.drop_duplicates("request_id", keep="last").set_index("request_id")
+            mine = shadow.drop_duplicates("request_id", keep="last").set_index("request_id")
+            both = champ.index.intersection(mine.index)
+            out["pairs"] = len(both)
+            out["vs_champion"] = _summary(
+                self._compare(
+                    model,
+                    str(challenger),
+                    "challenger_vs_champion",
+                    champ.loc[both].reset_index(),
+                    mine.loc[both].reset_index(),
+                    against=f"champion v{champion} on the same {len(both)} requests",
+                    trigger="rollout",
+                    prediction_only=True,
+                    min_rows=min_rows,
+                )
+            )
+        answers = pd.concat([live, shadow], ignore_index=True) if len(shadow) else live
+        for name, kind, version, frame in (
+            ("vs_reference", "challenger_vs_reference", challenger, answers),
+            (
+                "champion_vs_reference",
+                "champion_vs_reference",
+                champion,
+                self.windows.frame(model, champion, since=since),
+            ),
+        ):
+            try:
+                record, ref = self.reference(model, version)
+            except NoReference:
+                continue
+            out[name] = _summary(
+                self._compare(
+                    model,
+                    str(version),
+                    kind,
+                    ref,
+                    frame,
+                    against=f"reference #{record.get('n', 1)} of v{version}",
+                    trigger="rollout",
+                    prediction_only=True,
+                    min_rows=min_rows,
+                )
+            )
+        self._rollout_cache[key] = (now, counts, out)
+        return dict(out)
+
+    # --- alerts ------------------------------------------------------------------------------
+
+    def _maybe_alert(self, model: str, version: str, report: dict[str, Any]) -> None:
+        try:
+            champion = self._champions().get(model)
+        except Exception as e:
+            log.warning("cannot read champions for drift alerts: %r", e)
+            return
+        if champion is None or str(champion) != version:
+            return  # challengers are judged by their rollout, not alerted on
+        now = self.clock()
+        last = self._alerted.get((model, version))
+        if last is not None and now - last < self.spec.alert_cooldown_s:
+            return
+        self._alerted[(model, version)] = now
+        verdict = report["verdict"]
+        alert = {
+            "kind": "champion_drift",
+            "model": model,
+            "version": version,
+            "report_id": report["id"],
+            "report_url": report["html_url"],
+            "drift_share": verdict["drift_share"],
+            "drifted_features": verdict["drifted_features"],
+            "created_at": now,
+            "note": "champion drift is reported, never rolled back automatically",
+        }
+        self.reports.add_alert(alert)
+        self._observe("alert", alert)
+        log.warning(
+            "champion drift: %s v%s drift share %.2f (%s); report %s",
+            model,
+            version,
+            verdict["drift_share"],
+            ", ".join(verdict["drifted_features"]),
+            report["id"],
+        )
+        if self._notify is not None:
+            self._notify(alert)
+
+    # --- views -------------------------------------------------------------------------------
+
+    def list_reports(self, **filters: Any) -> list[dict[str, Any]]:
+        return self.reports.list(**filters)
+
+    def get_report(self, report_id: str) -> dict[str, Any]:
+        return self.reports.get(report_id)
+
+    def status(self) -> dict[str, Any]:
+        """Latest verdict per model version, recent alerts, and row counts."""
+        latest = {(r["model"], r["version"]): r for r in self.reports.latest("reference")}
+        versions = []
+        for key in self.windows.keys():
+            r = latest.get((key.model, key.version))
+            versions.append(
+                {
+                    "model": key.model,
+                    "version": key.version,
+                    "rows": self.windows.count(key.model, key.version),
+                    "latest": _summary(r) | {"created_at": r["created_at"]} if r else None,
+                    "features": r["verdict"]["features"] if r else [],
+                }
+            )
+        return {"versions": versions, "alerts": self.reports.alerts(), "ingested": self.ingested}
+
+
+def post_webhook(url: str, payload: dict[str, Any], timeout_s: float = 5.0) -> None:
+    """Deliver an alert without blocking the caller; failures are logged, not raised."""
+
+    def send() -> None:
+        try:
+            req = urllib.request.Request(
+                url,
+                data=json.dumps(payload).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(req, timeout=timeout_s) as r:
+                r.read()
+        except Exception as e:
+            log.warning("drift alert webhook %s failed: %r", url, e)
+
+    threading.Thread(target=send, name="drift-webhook", daemon=True).start()

@@ -1,0 +1,160 @@
+"""Reference datasets: what a model version's rows look like on its evaluation inputs.
+
+At registration every version is run on a seeded evaluation set that the repo generates
+(photos shipped in scikit-image, jittered in light, framing, size and focus; rendered text
+lines; synthetic clips and person tracks) and the rows are frozen with the version in MLflow
+(see ``MlflowModelStore.log_reference``). Later reports compare live windows against that
+frozen frame, never against a moving window of recent rows (which would never flag drift).
+
+``evaluation_inputs(task, n, seed=1)`` also gives traffic "like the reference" for tests and
+load generators; the reference itself uses seed 0.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from drift.rows import input_row, input_size, prediction_row
+
+TASK_OUTPUT_KIND = {"detection": "detections", "ocr": "text", "action": "actions"}
+DEFAULT_ROWS = {"detection": 120, "ocr": 60, "action": 120}
+_WORDS = (
+    "RETURN ORDER SKU ITEM QTY BOX DAMAGED REFUND LABEL PARCEL RMA SHIP TO FROM DOCK BIN "
+    "WAREHOUSE CHECK OK NO YES SEAL"
+).split()
+
+
+@dataclass(frozen=True)
+class EvalClip:
+    """A clip as the clip pipeline sees it (frames + fps), for clip input features."""
+
+    frames: list[np.ndarray]
+    fps: float
+
+
+@functools.cache
+def _photos() -> tuple[np.ndarray, ...]:
+    from skimage import data
+
+    gray = data.camera()
+    return (
+        data.astronaut(),
+        data.coffee(),
+        data.chelsea(),
+        data.rocket(),
+        np.repeat(gray[:, :, None], 3, axis=2),
+    )
+
+
+def _jitter(image: np.ndarray, rng: np.random.Generator, long_side: tuple[int, int]) -> np.ndarray:
+    h, w = image.shape[:2]
+    ch, cw = int(h * rng.uniform(0.7, 1.0)), int(w * rng.uniform(0.7, 1.0))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = image[y : y + ch, x : x + cw]
+    scale = rng.uniform(*long_side) / max(ch, cw)
+    out = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-15, 15)
+    out = np.clip(out.astype(np.float32) * gain + bias, 0, 255)
+    if rng.random() < 0.25:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.2))
+    return out.astype(np.uint8)
+
+
+def evaluation_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` RGB photos (people, objects, scenes) of 320-800 px, varied in light and framing."""
+    rng = np.random.default_rng(seed)
+    photos = _photos()
+    return [_jitter(photos[i % len(photos)], rng, (320, 800)) for i in range(n)]
+
+
+def evaluation_text_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` white-ish forms with 1-3 printed lines of warehouse words and numbers."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        lines = []
+        for _ in range(int(rng.integers(1, 4))):
+            words = list(rng.choice(_WORDS, size=int(rng.integers(1, 3))))
+            lines.append(" ".join([*words, str(int(rng.integers(10, 99999)))]))
+        width, scale = int(rng.integers(480, 800)), float(rng.uniform(1.0, 1.5))
+        paper = int(rng.integers(225, 256))
+        img = np.full((40 + 60 * len(lines), width, 3), paper, np.uint8)
+        for i, line in enumerate(lines):
+            cv2.putText(
+                img,
+                line,
+                (20, 55 + 60 * i),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                scale,
+                (0, 0, 0),
+                2,
+                cv2.LINE_AA,
+            )
+        out.append(img)
+    return out
+
+
+def evaluation_clips(n: int, seed: int = 0) -> list[EvalClip]:
+    """``n`` short clips: a person photo moving (or not) across a scene, 8-16 frames."""
+    rng = np.random.default_rng(seed)
+    photos = _photos()
+    person = cv2.resize(photos[0][:, 128:384], (120, 240), interpolation=cv2.INTER_AREA)
+    clips = []
+    for i in range(n):
+        scene = cv2.resize(_jitter(photos[1 + i % 3], rng, (640, 640)), (640, 360))
+        step, frames = float(rng.choice([0.0, 8.0, 16.0])), int(rng.integers(8, 17))
+        out = []
+        for f in range(frames):
+            canvas = scene.copy()
+            x = int(min(500, 20 + f * step))
+            canvas[110:350, x : x + 120] = person
+            out.append(canvas)
+        clips.append(EvalClip(out, float(rng.choice([8.0, 10.0, 15.0]))))
+    return clips
+
+
+def evaluation_inputs(task: str, n: int, seed: int = 0) -> list[tuple[Any, Any]]:
+    """(pipeline input, model input) pairs for ``task``: images for detection and OCR; for the
+    action model a clip (its input features) paired with a generated person track."""
+    if task == "detection":
+        return [(img, img) for img in evaluation_images(n, seed)]
+    if task == "ocr":
+        return [(img, img) for img in evaluation_text_images(n, seed)]
+    if task == "action":
+        from model_registry.train_action import LABELS, generate_track
+
+        rng = np.random.default_rng(seed + 10_000)
+        tracks = [generate_track(rng, LABELS[i % len(LABELS)], track_id=i) for i in range(n)]
+        return list(zip(evaluation_clips(n, seed), tracks, strict=True))
+    raise ValueError(f"task has value {task!r}. Expected one of {sorted(TASK_OUTPUT_KIND)}.")
+
+
+def build_reference(
+    predict: Callable[[list[Any]], list[Any]],
+    task: str,
+    *,
+    rows: int | None = None,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> pd.DataFrame:
+    """Run ``predict`` on the evaluation set of ``task``; one feature row per input."""
+    n = rows if rows is not None else DEFAULT_ROWS[task]
+    if n < 1:
+        raise ValueError(f"rows has value {n!r}. Expected at least 1.")
+    pairs = evaluation_inputs(task, n, seed)
+    kind = TASK_OUTPUT_KIND[task]
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        outputs = predict([model_input for _, model_input in chunk])
+        for (value, _), output in zip(chunk, outputs, strict=True):
+            preds = [output] if kind == "actions" else output
+            out.append({**input_row(value), **prediction_row(kind, preds, input_size(value))})
+    return pd.DataFrame(out)
