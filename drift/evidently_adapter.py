@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,7 @@ def compute_drift(
     html_path: str | Path | None = None,
     json_path: str | Path | None = None,
     workspace: WorkspaceTarget | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> DriftVerdict:
     """Compare ``current`` against ``reference`` column by column.
 
@@ -98,8 +99,11 @@ def compute_drift(
     p-values up to ~1000 reference rows, Wasserstein/Jensen-Shannon distances beyond).
     With fewer than ``min_rows`` rows on either side Evidently is not run, no report is written,
     and the status is ``insufficient_data``. The HTML/JSON reports are written when paths are
-    given, and the snapshot is added to ``workspace`` (an Evidently workspace project, browsable
-    with ``evidently ui --workspace <dir>``) when one is given.
+    given. With ``groups`` (e.g. input vs prediction columns) each group is judged on its own
+    share and the window drifts when any group does: four drifted input features out of seven
+    are drift even when the predictions held steady. The snapshot is added to ``workspace``
+    (an Evidently workspace project, browsable with ``evidently ui --workspace <dir>``) when
+    one is given.
     """
     if min_rows < 1:
         raise ValueError(f"min_rows has value {min_rows!r}. Expected at least 1.")
@@ -167,7 +171,15 @@ def compute_drift(
         snapshot.save_json(str(json_path))
     run_id = workspace.add(snapshot) if workspace is not None else None
 
-    drifted = share >= drift_share and any(f.drifted for f in features)
+    group_shares: dict[str, float] = {}
+    for gname, gcols in (groups or {}).items():
+        members = [f for f in features if f.name in set(gcols)]
+        if members:
+            group_shares[gname] = sum(f.drifted for f in members) / len(members)
+    if group_shares:
+        drifted = any(v >= drift_share and v > 0 for v in group_shares.values())
+    else:
+        drifted = share >= drift_share and any(f.drifted for f in features)
     return DriftVerdict(
         status="drift" if drifted else "no_drift",
         reference_rows=n_ref,
@@ -176,6 +188,7 @@ def compute_drift(
         drift_share_threshold=drift_share,
         features=tuple(features),
         workspace_run=run_id,
+        group_shares=group_shares,
     )
 
 

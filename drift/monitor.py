@@ -190,6 +190,7 @@ class DriftMonitor:
                 "current_rows": len(current),
                 "reason": f"need {need} rows on each side and a shared feature column",
                 "workspace_run": None,
+                "group_shares": {},
             }
         else:
             verdict = compute_drift(
@@ -200,6 +201,10 @@ class DriftMonitor:
                 drift_share=self.spec.drift_share,
                 method=self.spec.method,
                 threshold=self.spec.threshold,
+                groups={
+                    "input": [c for c in cols if not c.startswith(PRED_PREFIX)],
+                    "prediction": [c for c in cols if c.startswith(PRED_PREFIX)],
+                },
                 html_path=self.reports.html_path(rid),
                 json_path=self.reports.json_path(rid),
                 workspace=WorkspaceTarget(

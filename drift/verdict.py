@@ -57,6 +57,8 @@ class DriftVerdict:
     reason: str | None = None
     # Id of the run in the Evidently workspace the report was added to, if any.
     workspace_run: str | None = None
+    # Share of drifted features per column group ("input", "prediction") when judged by group.
+    group_shares: dict[str, float] = field(default_factory=dict)
 
     @property
     def drifted_features(self) -> list[str]:
@@ -81,4 +83,5 @@ class DriftVerdict:
             "current_rows": self.current_rows,
             "reason": self.reason,
             "workspace_run": self.workspace_run,
+            "group_shares": dict(self.group_shares),
         }

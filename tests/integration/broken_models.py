@@ -37,6 +37,23 @@ def shifted_boxes(src: Path, dest: Path, shift_px: float = 70.0) -> Path:
     return dest
 
 
+def dimmed_scores(src: Path, dest: Path, logit_offset: float = -2.0) -> Path:
+    """Same boxes, but every score logit lowered: confidences fall and weak people vanish."""
+    manifest, onnx_path = _copy(src, dest)
+    model = onnx.load(onnx_path)
+    graph = model.graph
+    out = next(o for o in graph.output if o.name == "scores")
+    for node in graph.node:
+        node.output[:] = ["scores_true" if x == "scores" else x for x in node.output]
+    graph.initializer.append(
+        numpy_helper.from_array(np.array(logit_offset, np.float32), "dim_offset")
+    )
+    graph.node.append(helper.make_node("Add", ["scores_true", "dim_offset"], [out.name]))
+    onnx.save(model, onnx_path)
+    _describe(dest, manifest, f"drifts on purpose: score logits {logit_offset:+}")
+    return dest
+
+
 def raising(src: Path, dest: Path) -> Path:
     """Loads and has the right I/O names, but every inference raises inside ONNX Runtime."""
     manifest, onnx_path = _copy(src, dest)

@@ -140,6 +140,15 @@ def platform_config() -> Any:
         "breaker_failures": 3,
         "breaker_cooldown_s": 5.0,
     }
+    # Drift: small windows and quick schedules so a verdict flips within a test.
+    raw["drift"] = {
+        "flush_interval_s": 0.3,
+        "report_every_rows": 40,
+        "window_rows": 40,
+        "min_rows": 30,
+        "schedule_tick_s": 0.5,
+        "rollout_eval_interval_s": 1.0,
+    }
     return parse_config(raw, source="test")
 
 

@@ -129,3 +129,33 @@ def test_p_value_method_names() -> None:
     assert is_p_value_method("Mann-Whitney U-rank test")
     assert not is_p_value_method("Wasserstein distance (normed)")
     assert not is_p_value_method("Jensen-Shannon distance")
+
+
+def test_groups_judge_input_and_prediction_drift_separately() -> None:
+    rng = np.random.default_rng(0)
+    n = 120
+
+    def frame(shift: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "brightness": rng.normal(120 - shift, 10, n),
+                "contrast": rng.normal(50 - shift / 2, 5, n),
+                "width": rng.normal(640, 5, n),
+                "pred_count": rng.normal(1, 0.3, n),
+                "pred_mean_confidence": rng.normal(0.8, 0.05, n),
+                "pred_box_area_share": rng.normal(0.1, 0.02, n),
+            }
+        )
+
+    reference, dark = frame(0), frame(60)
+    flat = compute_drift(reference, dark)  # 2 of 6 features: below the overall share
+    assert flat.status == "no_drift" and set(flat.drifted_features) == {"brightness", "contrast"}
+    groups = {
+        "input": ["brightness", "contrast", "width"],
+        "prediction": ["pred_count", "pred_mean_confidence", "pred_box_area_share"],
+    }
+    grouped = compute_drift(reference, dark, groups=groups)
+    assert grouped.status == "drift"
+    assert grouped.group_shares["input"] == pytest.approx(2 / 3)
+    assert grouped.group_shares["prediction"] == 0.0
+    assert grouped.to_dict()["group_shares"] == grouped.group_shares

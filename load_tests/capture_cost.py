@@ -1,0 +1,89 @@
+"""What drift capture costs on the request path: p50/p95 with capture on vs off.
+
+Starts its own local Ray + Serve on the project's data dir (bootstrapped as ``make serve``
+does), deploys the default config twice (``drift.enabled`` true and false), and measures
+``POST /v1/models/detector:predict`` at concurrency 1, alternating on/off rounds so drift in
+machine load hits both arms alike:
+
+    .venv/bin/python -m load_tests.capture_cost [--seconds 15] [--rounds 2]
+
+A benchmark, not a test: it prints a table and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import time
+
+import cv2
+import httpx
+
+from load_tests.bench import bench_image, run_http
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+
+    import ray
+    from ray import serve
+
+    from model_registry.bootstrap import bootstrap
+    from model_registry.mlflow_store import MlflowModelStore
+    from serving.app import deploy
+    from serving.config import load_config
+
+    store = MlflowModelStore()
+    bootstrap(store)
+    base = load_config(None)
+    ray.init(include_dashboard=False, logging_level="WARNING")
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    url = f"http://127.0.0.1:{port}"
+    _ok, buf = cv2.imencode(".png", cv2.cvtColor(bench_image(), cv2.COLOR_RGB2BGR))
+    body = buf.tobytes()
+    p50s: dict[bool, list[float]] = {True: [], False: []}
+    p95s: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for _ in range(args.rounds):
+            for enabled in (True, False):
+                cfg = base.model_copy(
+                    update={"drift": base.drift.model_copy(update={"enabled": enabled})}
+                )
+                deploy(cfg, store)
+                deadline = time.monotonic() + 120
+                while httpx.get(f"{url}/readyz", timeout=10).status_code != 200:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("platform did not become ready")
+                    time.sleep(1)
+                run_http(url, "/v1/models/detector:predict", body, 1, 3, "warm-up")
+                r = run_http(url, "/v1/models/detector:predict", body, 1, args.seconds, "detector")
+                p50s[enabled].append(r.pct(50))
+                p95s[enabled].append(r.pct(95))
+                print(
+                    f"capture {'on ' if enabled else 'off'}: {r.requests} requests, "
+                    f"p50 {r.pct(50):.1f} ms, p95 {r.pct(95):.1f} ms, errors {r.errors}"
+                )
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    on, off = statistics.median(p50s[True]), statistics.median(p50s[False])
+    print("\n| capture | p50 ms (median of rounds) | p95 ms |")
+    print("|---|---|---|")
+    print(f"| on | {on:.1f} | {statistics.median(p95s[True]):.1f} |")
+    print(f"| off | {off:.1f} | {statistics.median(p95s[False]):.1f} |")
+    print(f"\ncapture adds {on - off:+.1f} ms to p50")
+
+
+if __name__ == "__main__":
+    main()
