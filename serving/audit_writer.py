@@ -92,6 +92,11 @@ class AuditWriter:
 
     # --- the request path ------------------------------------------------------------------
 
+    @property
+    def store(self) -> Any:
+        """The store the writer writes to (reads go straight to it)."""
+        return self._store
+
     def submit(self, record: Record) -> bool:
         """Queue a record; False (and ``dropped`` + 1) when the queue is full or closed."""
         with self._cond:  # held by the writer thread only to move a batch in or out: O(1)

@@ -13,6 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deployments.runtime import RuntimeSpec
+from serving.audit import AuditSpec
+from serving.auth import AuthPolicy
 from serving.errors import ConfigError, validation_lines
 from serving.ops import OPS, PIPELINE_INPUT_KINDS
 
@@ -125,6 +127,26 @@ class IngressSpec(_Strict):
     num_cpus: float = Field(default=0.1, ge=0)
     num_replicas: int = Field(default=1, ge=1)
     max_ongoing_requests: int = Field(default=64, ge=1)
+    max_in_flight: int = Field(
+        default=32,
+        ge=1,
+        description="Inference requests one ingress replica admits at once; more get 503 with "
+        "Retry-After (admission control here, not in Ray's proxy, so callers get our body).",
+    )
+    retry_after_s: float = Field(default=1.0, gt=0, le=60)
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Timeout of /v1/models/{name}:predict (pipelines: own)."
+    )
+
+    @model_validator(mode="after")
+    def _admission_below_serve(self) -> IngressSpec:
+        # Serve must let the request reach the replica for our 503 to be the answer.
+        if self.max_in_flight >= self.max_ongoing_requests:
+            raise ValueError(
+                f"max_in_flight ({self.max_in_flight}) must be below max_ongoing_requests "
+                f"({self.max_ongoing_requests}) so that admin and health routes still get in"
+            )
+        return self
 
 
 class ServerSpec(_Strict):
@@ -193,6 +215,8 @@ class DriftSpec(_Strict):
 
 
 class PlatformConfig(_Strict):
+    auth: AuthPolicy = Field(default_factory=AuthPolicy)
+    audit: AuditSpec = Field(default_factory=AuditSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
     canary: CanarySpec = Field(default_factory=CanarySpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)

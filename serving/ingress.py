@@ -11,6 +11,7 @@ Every response carries the request id and the model versions that produced it (b
 """
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -30,13 +31,16 @@ from serving.config import PlatformConfig
 from serving.errors import (
     CanaryError,
     InvalidInput,
+    Overloaded,
+    RequestTimeout,
     ServiceUnavailable,
+    UnknownAuditRecord,
     UnknownModel,
     UnknownPipeline,
     reraise_cause,
 )
 from serving.ops import to_json
-from serving.pipeline import model_node_kinds, models_of, run_pipeline
+from serving.pipeline import model_node_kinds, models_of, result_kpis, run_pipeline
 from serving.requests import read_clip, read_image
 from serving.router import RoutingDecision, routes_from_table
 from serving.versions import PIN_HEADER, VersionTable, parse_pins, versions_header
@@ -121,14 +125,15 @@ def error_response(exc: Exception, request_id: str, *, id_header: bool = True) -
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
         message = str(exc.detail) if status < 500 else _generic(status)
     elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        status, code, message = 504, "timeout", _generic(504)
+        status, code, message = 504, RequestTimeout.code, _generic(504)
     else:
         status, code, message = 500, "internal_error", _generic(500)
     if status >= 500:
         log.error("request %s failed with %s: %r", request_id, code, exc)
     headers = {"X-Request-Id": request_id} if id_header else {}
     if status in (503, 429):
-        headers["Retry-After"] = "1"
+        retry = getattr(exc, "retry_after_s", 1.0)
+        headers["Retry-After"] = str(max(1, round(retry)))
     return JSONResponse(error_body(code, message, request_id), status_code=status, headers=headers)
 
 
@@ -199,6 +204,10 @@ class Ingress:
         self._background: list[asyncio.Task[None]] = []
         self._capture: Any = None
         self._dropped_reported = 0
+        self._in_flight: dict[str, int] = {}
+        self._replica = uuid.uuid4().hex[:8]
+        self._keys: Any = None
+        self._audit: Any = None
 
     # --- background: reconcile with the registry/controller, flush stats -----------------
 
@@ -217,6 +226,12 @@ class Ingress:
                 flush_interval_s=spec.flush_interval_s,
                 sample_rate=spec.sample_rate,
             )
+        if self._audit is None and self._config.audit.enabled:
+            from serving.audit import open_store
+            from serving.audit_writer import AuditWriter
+
+            store = open_store(self._config.audit, Path(self._registry["data_dir"]))
+            self._audit = AuditWriter.from_spec(self._config.audit, store)
         self._background = [
             loop.create_task(self._reconcile_loop()),
             loop.create_task(self._flush_loop()),
@@ -262,6 +277,9 @@ class Ingress:
                     if r.challenger is not None
                 }
         self._canary.apply(aliases, running, rollouts)
+        metrics.set_routes(
+            self._canary.routes, {m: str(r.get("state", "")) for m, r in rollouts.items()}
+        )
 
     def _store(self) -> Any:
         from model_registry.mlflow_store import MlflowModelStore
@@ -283,6 +301,11 @@ class Ingress:
                 metrics.count_dropped_drift_rows(dropped - self._dropped_reported)
                 self._dropped_reported = dropped
             records = self._canary.take_records()
+            for rec in records:
+                route = self._canary.routes.get(rec["model"])
+                value = rec.get("agreement")
+                if rec["kind"] == "shadow" and value is not None and route and route.challenger:
+                    metrics.set_shadow_agreement(rec["model"], route.challenger, float(value))
             controller = self._controller
             if records and controller is not None:
                 try:
@@ -359,28 +382,141 @@ class Ingress:
         body = {"request_id": request_id, "model_versions": versions, "routing": routing, **body}
         return JSONResponse(body, headers={"X-Model-Versions": versions_header(versions)})
 
+    # --- access control and audit ---------------------------------------------------------
+
+    def _access(self, request: Request, role: str) -> Any:
+        """The caller's principal if it may use a route that needs ``role`` (else 401/403)."""
+        from serving.auth import ApiKeyStore, check_access
+
+        policy = self._config.auth
+        if self._keys is None:
+            import os
+
+            self._keys = ApiKeyStore.load(
+                policy.keys_path(Path(self._registry["data_dir"])), os.environ
+            )
+        host = request.client.host if request.client else None
+        principal = check_access(policy, self._keys, request.headers, host, role)
+        request.state.caller = principal.name if principal.key_id else (host or "unknown")
+        return principal
+
+    def _audit_request(
+        self,
+        request: Request,
+        route: str,
+        request_id: str,
+        status: int,
+        code: str | None,
+        latency_ms: float,
+    ) -> None:
+        if self._audit is None:
+            return
+        from serving.audit import RequestRecord, node_entry
+
+        state = request.state
+        decision: RoutingDecision | None = getattr(state, "decision", None)
+        key = getattr(state, "sticky_key", None)
+        nodes = {}
+        if decision is not None:
+            for model, d in decision.per_model.items():
+                nodes[model] = node_entry(
+                    d.version,
+                    d.arm,
+                    d.weight,
+                    sticky_key=key if d.sticky else None,
+                    pinned=d.pinned,
+                    shadowed=d.shadow_version is not None,
+                    fallback=d.fallback,
+                )
+        raw: bytes | None = getattr(state, "input_bytes", None)
+        sha = hashlib.sha256(raw).hexdigest() if raw is not None else None
+        self._audit.submit(
+            RequestRecord(
+                request_id=request_id,
+                ts=time.time(),
+                caller=getattr(state, "caller", None)
+                or (request.client.host if request.client else "unknown"),
+                route=route,
+                pipeline=route.split(":", 1)[1] if route.startswith("pipeline:") else None,
+                input_sha256=sha,
+                input_bytes=len(raw) if raw is not None else None,
+                nodes=nodes,
+                output_summary=getattr(state, "summary", {}),
+                latency_ms=round(latency_ms, 2),
+                status=status,
+                error_code=code,
+            )
+        )
+        if raw is not None and sha is not None and self._config.audit.store_inputs:
+            self._audit.submit_input(sha, raw)
+
+    def _audit_admin(self, who: str, action: str, target: str, outcome: str, **detail: Any) -> None:
+        if self._audit is None:
+            return
+        from serving.audit import AdminRecord
+
+        self._audit.submit(
+            AdminRecord(
+                ts=time.time(),
+                actor=who,
+                action=action,
+                target=target,
+                detail=detail,
+                outcome=outcome,
+            )
+        )
+
     async def _timed(self, route: str, request: Request, work) -> JSONResponse:  # type: ignore[no-untyped-def]
+        """Auth, admission control, then ``work``; every outcome is measured and audited."""
         self._ensure_background()
         request_id = _request_id(request)
         request.state.request_id = request_id
         t0 = time.perf_counter()
         versions: dict[str, int] = {}
+        spec = self._config.ingress
+        total = sum(self._in_flight.values())
+        admitted = False
         try:
+            self._access(request, "infer")
+            admitted = total < spec.max_in_flight
+            if not admitted:
+                metrics.count_rejected(route)
+                raise Overloaded(
+                    f"{total} requests in flight on this replica (limit {spec.max_in_flight}); "
+                    f"retry after {spec.retry_after_s:g}s",
+                    retry_after_s=spec.retry_after_s,
+                )
+            self._in_flight[route] = self._in_flight.get(route, 0) + 1
+            metrics.set_in_flight(route, self._replica, self._in_flight[route])
             response = await work(request_id, versions)
         except Exception as exc:
             response = error_response(exc, request_id, id_header=False)
+        finally:
+            if admitted:
+                self._in_flight[route] -= 1
+                metrics.set_in_flight(route, self._replica, self._in_flight[route])
         code = "ok"
         if response.status_code >= 400:
             code = json.loads(bytes(response.body)).get("error", {}).get("code", "error")
-        metrics.observe_request(
-            route, response.status_code, code, time.perf_counter() - t0, versions
+        seconds = time.perf_counter() - t0
+        metrics.observe_request(route, response.status_code, code, seconds, versions)
+        self._audit_request(
+            request,
+            route,
+            request_id,
+            response.status_code,
+            None if code == "ok" else code,
+            seconds * 1000,
         )
         return response
 
     def _decide(self, request: Request, models: list[str], pins: dict[str, int]) -> RoutingDecision:
         """The one routing decision of a request (sticky key: header, else client address)."""
         key = request.headers.get(KEY_HEADER) or (request.client.host if request.client else None)
-        return self._canary.decide(models, pins, key)
+        request.state.sticky_key = key
+        decision = self._canary.decide(models, pins, key)
+        request.state.decision = decision
+        return decision
 
     async def _routed(
         self,
@@ -470,12 +606,12 @@ class Ingress:
             )
             limits = self._config.limits
             if spec.input == "image":
-                value, _raw = await read_image(request, limits)
+                value, raw_bytes = await read_image(request, limits)
                 meta: dict[str, Any] = {
                     "image": {"width": value.shape[1], "height": value.shape[0]}
                 }
             else:
-                value, _raw = await read_clip(request, limits)
+                value, raw_bytes = await read_clip(request, limits)
                 meta = {
                     "clip": {
                         "frames": len(value.frames),
@@ -503,10 +639,21 @@ class Ingress:
                 return await execute(decision.versions(), primary_raw, decision)
 
             t0 = time.perf_counter()
-            result, decision = await asyncio.wait_for(
-                self._routed(request_id, decision, run, versions), spec.timeout_s
-            )
+            try:
+                result, decision = await asyncio.wait_for(
+                    self._routed(request_id, decision, run, versions), spec.timeout_s
+                )
+            except TimeoutError:
+                raise RequestTimeout(f"pipeline {name!r} exceeded {spec.timeout_s:g}s") from None
             meta["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            # The audit record shows what answered (after a fallback: the champions).
+            request.state.decision = decision
+            request.state.input_bytes = raw_bytes
+            request.state.summary = {
+                k: len(v) if isinstance(v, list) else v for k, v in result.items()
+            }
+            confidences, alerts = result_kpis(spec, primary_raw)
+            metrics.observe_results(name, confidences, alerts)
             nodes = model_node_kinds(spec)
 
             def capture_shadow(model: str, versions_: dict[str, int], raw: dict[str, Any]) -> None:
@@ -546,14 +693,25 @@ class Ingress:
                     "the action model takes tracks; run it through a clip "
                     "pipeline (POST /v1/pipelines/clip)"
                 )
-            image, _raw = await read_image(request, self._config.limits)
+            image, raw_bytes = await read_image(request, self._config.limits)
+            request.state.input_bytes = raw_bytes
             kind = "detections" if task == "detection" else "text"
 
             async def run(d: RoutingDecision) -> Any:
                 (out,) = await self._canary.caller(d, self._handle, request_id)(name, [image])
                 return out
 
-            out, decision = await self._routed(request_id, decision, run, versions)
+            timeout = self._config.ingress.request_timeout_s
+            try:
+                out, decision = await asyncio.wait_for(
+                    self._routed(request_id, decision, run, versions), timeout
+                )
+            except TimeoutError:
+                raise RequestTimeout(f"{name} exceeded {timeout:g}s") from None
+            request.state.decision = decision
+            request.state.summary = {kind: len(out)}
+            scores = [d.score for d in out] if kind == "detections" else [x.confidence for x in out]
+            metrics.observe_results(f"model:{name}", scores, [])
             self._capture_rows(
                 (("model", name, kind),),
                 image,
@@ -575,8 +733,9 @@ class Ingress:
         return await self._timed(f"model:{name}", request, work)
 
     @app.get("/v1/models", summary="Registered versions, aliases, and what is served.")
-    async def list_models(self) -> dict[str, Any]:
+    async def list_models(self, request: Request) -> dict[str, Any]:
         self._ensure_background()
+        self._access(request, "infer")
         registry = await asyncio.to_thread(self._registry_view)
         served: dict[str, Any] = {}
         for model, versions in self._canary.running.items():
@@ -647,28 +806,40 @@ class Ingress:
             self._monitor = None
             raise ServiceUnavailable("the drift monitor did not answer") from e
 
-    def _actor(self, request: Request) -> str:
+    def _actor(self, request: Request, principal: Any = None) -> str:
+        """Who did it: the API key's name; without auth, X-Actor or the client address."""
+        if principal is not None and principal.key_id:
+            return str(principal.name)
         return request.headers.get("x-actor") or (
             request.client.host if request.client else "unknown"
         )
 
     @app.get("/v1/rollouts", summary="Rollouts (all, or only active ones).")
-    async def list_rollouts(self, active: bool = False) -> dict[str, Any]:
+    async def list_rollouts(self, request: Request, active: bool = False) -> dict[str, Any]:
+        self._access(request, "operator")
         return {"rollouts": await self._admin("list", active)}
 
     @app.post("/v1/rollouts", summary="Start a rollout of a challenger version.", status_code=201)
     async def start_rollout(self, request: Request) -> JSONResponse:
+        who = self._access(request, "operator")
         try:
             spec = await request.json()
         except Exception:
             raise InvalidInput("the rollout spec must be a JSON object") from None
         if not isinstance(spec, dict):
             raise InvalidInput("the rollout spec must be a JSON object")
-        out = await self._admin("start", spec, self._actor(request))
+        actor = self._actor(request, who)
+        try:
+            out = await self._admin("start", spec, actor)
+        except CanaryError as e:
+            self._audit_admin(actor, "rollout.start", str(spec.get("model")), e.code, spec=spec)
+            raise
+        self._audit_admin(actor, "rollout.start", out["id"], "ok", spec=spec)
         return JSONResponse(out, status_code=201)
 
     @app.get("/v1/rollouts/{rollout_id}", summary="One rollout with its events.")
-    async def get_rollout(self, rollout_id: str) -> dict[str, Any]:
+    async def get_rollout(self, rollout_id: str, request: Request) -> dict[str, Any]:
+        self._access(request, "operator")
         return await self._admin("describe", rollout_id)
 
     @app.post(
@@ -677,15 +848,24 @@ class Ingress:
     async def rollout_action(
         self, rollout_id: str, action: str, request: Request
     ) -> dict[str, Any]:
+        who = self._access(request, "operator")
         if action not in ROLLOUT_ACTIONS:
             raise InvalidInput(f"unknown action {action!r}; one of {list(ROLLOUT_ACTIONS)}")
-        return await self._admin(action, rollout_id, self._actor(request))
+        actor = self._actor(request, who)
+        try:
+            out = await self._admin(action, rollout_id, actor)
+        except CanaryError as e:
+            self._audit_admin(actor, f"rollout.{action}", rollout_id, e.code)
+            raise
+        self._audit_admin(actor, f"rollout.{action}", rollout_id, "ok")
+        return out
 
     # --- drift -------------------------------------------------------------------------------
 
     @app.get("/v1/drift", summary="Latest drift verdict per model version, and alerts.")
-    async def drift_status(self) -> dict[str, Any]:
+    async def drift_status(self, request: Request) -> dict[str, Any]:
         self._ensure_background()
+        self._access(request, "operator")
         status = await self._drift("status")
         q = self._capture
         status["capture"] = (
@@ -703,11 +883,13 @@ class Ingress:
     @app.get("/v1/drift/reports", summary="Drift reports, newest first.")
     async def drift_reports(
         self,
+        request: Request,
         model: str | None = None,
         version: str | None = None,
         kind: str | None = None,
         limit: int = Query(default=50, ge=1, le=1000),
     ) -> dict[str, Any]:
+        self._access(request, "operator")
         reports = await self._drift(
             "list_reports", model=model, version=version, kind=kind, limit=limit
         )
@@ -715,6 +897,7 @@ class Ingress:
 
     @app.post("/v1/drift/reports", summary="Run a drift report now.", status_code=201)
     async def drift_report_now(self, request: Request) -> JSONResponse:
+        self._access(request, "operator")
         try:
             body = await request.json()
         except Exception:
@@ -742,12 +925,61 @@ class Ingress:
         summary="One drift report: the Evidently HTML (or its record with ?format=json).",
         response_class=HTMLResponse,
     )
-    async def drift_report(self, report_id: str, format: str = "html") -> Any:
+    async def drift_report(self, report_id: str, request: Request, format: str = "html") -> Any:
+        self._access(request, "operator")
         if format == "json":
             return JSONResponse(await self._drift("get_report", report_id))
         if format != "html":
             raise InvalidInput(f"format must be 'html' or 'json', got {format!r}")
         return HTMLResponse(await self._drift("html", report_id))
+
+    # --- audit -------------------------------------------------------------------------------
+
+    def _audit_store(self) -> Any:
+        if self._audit is None:
+            raise ServiceUnavailable("the audit trail is disabled in the config")
+        return self._audit.store
+
+    @app.get("/v1/audit/{request_id}", summary="The audit record of one served request.")
+    async def audit_record(self, request_id: str, request: Request) -> dict[str, Any]:
+        self._ensure_background()
+        self._access(request, "operator")
+        store = self._audit_store()
+        record = await asyncio.to_thread(store.get_request, request_id)
+        if record is None:
+            # Records are written in batches off the request path: give it a moment.
+            await asyncio.to_thread(self._audit.flush, 2.0)
+            record = await asyncio.to_thread(store.get_request, request_id)
+        if record is None:
+            raise UnknownAuditRecord(f"no audit record for request {request_id!r}")
+        return record
+
+    @app.get("/v1/audit", summary="Audit records (requests and admin actions), newest first.")
+    async def audit_query(
+        self,
+        request: Request,
+        since: float | None = None,
+        model: str | None = None,
+        version: int | None = None,
+        caller: str | None = None,
+        error_code: str | None = None,
+        limit: int = Query(default=100, ge=1, le=10_000),
+    ) -> dict[str, Any]:
+        self._ensure_background()
+        self._access(request, "operator")
+        store = self._audit_store()
+        requests = await asyncio.to_thread(
+            lambda: store.query_requests(
+                since=since,
+                model=model,
+                version=version,
+                caller=caller,
+                error_code=error_code,
+                limit=limit,
+            )
+        )
+        admin = await asyncio.to_thread(lambda: store.query_admin(since=since, limit=limit))
+        return {"requests": requests, "admin": admin}
 
     @app.get(
         "/metrics",

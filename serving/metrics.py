@@ -38,66 +38,160 @@ BATCH_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128]
 PREFIX = "canaryserve_"
 
 
+# key -> (kind, name without prefix, description, tag keys, histogram boundaries)
+_SPECS: dict[str, tuple[str, str, str, tuple[str, ...], list[float] | None]] = {
+    "request_latency": (
+        "histogram",
+        "request_latency_seconds",
+        "End-to-end request latency at the ingress, per route and model version.",
+        ("route", "model", "version", "status"),
+        LATENCY_BUCKETS_S,
+    ),
+    "requests": (
+        "counter",
+        "requests_total",
+        "Requests answered by the ingress, per route, HTTP status and error code.",
+        ("route", "status", "code"),
+        None,
+    ),
+    "in_flight": (
+        "gauge",
+        "requests_in_flight",
+        "Requests admitted and not yet answered, per ingress replica and route.",
+        ("route", "replica"),
+        None,
+    ),
+    "rejected": (
+        "counter",
+        "requests_rejected_total",
+        "Requests refused by admission control (503 + Retry-After), per route.",
+        ("route",),
+        None,
+    ),
+    "inference_latency": (
+        "histogram",
+        "inference_latency_seconds",
+        "Time of one batched model call inside a replica.",
+        ("model", "version"),
+        LATENCY_BUCKETS_S,
+    ),
+    "batch_size": (
+        "histogram",
+        "batch_size",
+        "Items per batched model call.",
+        ("model", "version"),
+        [float(b) for b in BATCH_BUCKETS],
+    ),
+    "canary_weight": (
+        "gauge",
+        "canary_weight",
+        "Percent of traffic each served model version gets (champion and challenger).",
+        ("model", "version"),
+        None,
+    ),
+    "rollout_state": (
+        "gauge",
+        "rollout_state",
+        "Rollout state per model: 0 none, 1 pending, 2 shadow, 3 progressing, 4 paused.",
+        ("model",),
+        None,
+    ),
+    "shadow_agreement": (
+        "gauge",
+        "shadow_agreement",
+        "Agreement of the latest mirrored challenger answer with the champion's (0..1).",
+        ("model", "version"),
+        None,
+    ),
+    "items": (
+        "counter",
+        "items_processed_total",
+        "Images or clips a pipeline or model route processed successfully.",
+        ("pipeline",),
+        None,
+    ),
+    "results": (
+        "counter",
+        "results_total",
+        "Results (detections, text lines, actions) by confidence band: low below 0.6.",
+        ("pipeline", "confidence"),
+        None,
+    ),
+    "action_alerts": (
+        "counter",
+        "action_alerts_total",
+        "Alerts raised by clip pipelines, per action label.",
+        ("pipeline", "action"),
+        None,
+    ),
+    "drift_share": (
+        "gauge",
+        "drift_share",
+        "Share of drifted features in the latest drift report, per model version and "
+        "comparison (reference, challenger_vs_champion, ...).",
+        ("model", "version", "kind"),
+        None,
+    ),
+    "drift_feature_score": (
+        "gauge",
+        "drift_feature_score",
+        "Latest drift score per feature: a p-value or a distance (see method).",
+        ("model", "version", "feature", "method"),
+        None,
+    ),
+    "drift_feature_drifted": (
+        "gauge",
+        "drift_feature_drifted",
+        "1 if the feature drifted in the latest reference report, else 0.",
+        ("model", "version", "feature"),
+        None,
+    ),
+    "drift_rows": (
+        "counter",
+        "drift_rows_total",
+        "Captured drift rows persisted by the monitor, per model version.",
+        ("model", "version", "source"),
+        None,
+    ),
+    "drift_rows_dropped": (
+        "counter",
+        "drift_rows_dropped_total",
+        "Drift rows an ingress dropped (queue full, monitor slow or down).",
+        (),
+        None,
+    ),
+    "drift_alerts": (
+        "counter",
+        "drift_alerts_total",
+        "Champion drift alerts raised (never an automatic rollback).",
+        ("model", "version"),
+        None,
+    ),
+}
+ROLLOUT_STATE_CODES = {"pending": 1, "shadow": 2, "progressing": 3, "paused": 4}
+LOW_CONFIDENCE = 0.6
+
+
+def exported_names() -> set[str]:
+    """Names as they appear in Ray's export (and so at /metrics): ``ray_`` + prefix + name."""
+    return {"ray_" + PREFIX + spec[1] for spec in _SPECS.values()}
+
+
 @functools.cache
 def _metrics() -> dict[str, Any]:
     from ray.util import metrics as m
 
-    return {
-        "request_latency": m.Histogram(
-            PREFIX + "request_latency_seconds",
-            description="End-to-end request latency at the ingress, per route and model version.",
-            boundaries=LATENCY_BUCKETS_S,
-            tag_keys=("route", "model", "version", "status"),
-        ),
-        "requests": m.Counter(
-            PREFIX + "requests_total",
-            description="Requests answered by the ingress, per route and HTTP status.",
-            tag_keys=("route", "status", "code"),
-        ),
-        "inference_latency": m.Histogram(
-            PREFIX + "inference_latency_seconds",
-            description="Time of one batched model call inside a replica.",
-            boundaries=LATENCY_BUCKETS_S,
-            tag_keys=("model", "version"),
-        ),
-        "batch_size": m.Histogram(
-            PREFIX + "batch_size",
-            description="Items per batched model call.",
-            boundaries=BATCH_BUCKETS,
-            tag_keys=("model", "version"),
-        ),
-        "drift_share": m.Gauge(
-            PREFIX + "drift_share",
-            description="Share of drifted features in the latest drift report, per model "
-            "version and comparison (reference, challenger_vs_champion, ...).",
-            tag_keys=("model", "version", "kind"),
-        ),
-        "drift_feature_score": m.Gauge(
-            PREFIX + "drift_feature_score",
-            description="Latest drift score per feature: a p-value or a distance (see method).",
-            tag_keys=("model", "version", "feature", "method"),
-        ),
-        "drift_feature_drifted": m.Gauge(
-            PREFIX + "drift_feature_drifted",
-            description="1 if the feature drifted in the latest reference report, else 0.",
-            tag_keys=("model", "version", "feature"),
-        ),
-        "drift_rows": m.Counter(
-            PREFIX + "drift_rows_total",
-            description="Captured drift rows persisted by the monitor, per model version.",
-            tag_keys=("model", "version", "source"),
-        ),
-        "drift_rows_dropped": m.Counter(
-            PREFIX + "drift_rows_dropped_total",
-            description="Drift rows an ingress dropped (queue full, monitor slow or down).",
-            tag_keys=(),
-        ),
-        "drift_alerts": m.Counter(
-            PREFIX + "drift_alerts_total",
-            description="Champion drift alerts raised (never an automatic rollback).",
-            tag_keys=("model", "version"),
-        ),
-    }
+    out: dict[str, Any] = {}
+    for key, (kind, name, description, tags, buckets) in _SPECS.items():
+        if kind == "histogram":
+            out[key] = m.Histogram(
+                PREFIX + name, description=description, boundaries=buckets, tag_keys=tags
+            )
+        elif kind == "counter":
+            out[key] = m.Counter(PREFIX + name, description=description, tag_keys=tags)
+        else:
+            out[key] = m.Gauge(PREFIX + name, description=description, tag_keys=tags)
+    return out
 
 
 def observe_drift(kind: str, data: dict[str, Any]) -> None:
@@ -175,3 +269,43 @@ def scrape_cluster(timeout_s: float = 5.0) -> str:
         except OSError:
             continue  # a node going away must not break the scrape of the others
     return "".join(chunks)
+
+
+def set_in_flight(route: str, replica: str, n: int) -> None:
+    _metrics()["in_flight"].set(n, tags={"route": route, "replica": replica})
+
+
+def count_rejected(route: str) -> None:
+    _metrics()["rejected"].inc(1, tags={"route": route})
+
+
+def set_routes(routes: dict[str, Any], states: dict[str, str]) -> None:
+    """Canary weight per served version and rollout state per model (reconcile loop)."""
+    mt = _metrics()
+    for model, route in routes.items():
+        weight = float(route.weight) if route.challenger is not None else 0.0
+        mt["canary_weight"].set(
+            100.0 - weight, tags={"model": model, "version": str(route.champion)}
+        )
+        if route.challenger is not None:
+            mt["canary_weight"].set(weight, tags={"model": model, "version": str(route.challenger)})
+        code = ROLLOUT_STATE_CODES.get(states.get(model, ""), 0)
+        mt["rollout_state"].set(float(code), tags={"model": model})
+
+
+def set_shadow_agreement(model: str, version: int, value: float) -> None:
+    _metrics()["shadow_agreement"].set(value, tags={"model": model, "version": str(version)})
+
+
+def observe_results(pipeline: str, confidences: list[float], alerts: list[str]) -> None:
+    """Business KPIs of one successful request: one item, its results' confidence bands, and
+    the alerts it raised per action label."""
+    mt = _metrics()
+    mt["items"].inc(1, tags={"pipeline": pipeline})
+    low = sum(1 for c in confidences if c < LOW_CONFIDENCE)
+    if low:
+        mt["results"].inc(low, tags={"pipeline": pipeline, "confidence": "low"})
+    if len(confidences) - low:
+        mt["results"].inc(len(confidences) - low, tags={"pipeline": pipeline, "confidence": "ok"})
+    for action in alerts:
+        mt["action_alerts"].inc(1, tags={"pipeline": pipeline, "action": action})

@@ -60,3 +60,24 @@ def models_of(spec: PipelineSpec) -> list[str]:
 def model_node_kinds(spec: PipelineSpec) -> tuple[tuple[str, str, str], ...]:
     """(node name, model, output kind) of every node that calls a model."""
     return tuple((n.name, n.model, OPS[n.op].output) for n in spec.nodes if n.model)
+
+
+def result_kpis(spec: PipelineSpec, raw: dict[str, Any]) -> tuple[list[float], list[str]]:
+    """Confidences of a request's model results and the action labels of its alerts."""
+    confidences: list[float] = []
+    alerts: list[str] = []
+    for node in spec.nodes:
+        value, kind = raw.get(node.name), OPS[node.op].output
+        if value is None:
+            continue
+        if node.model and kind == "detections":
+            confidences += [d.score for d in value]
+        elif node.model and kind == "frame_detections":
+            confidences += [d.score for dets in value for d in dets]
+        elif node.model and kind == "text":
+            confidences += [line.confidence for line in value]
+        elif node.model and kind == "actions":
+            confidences += [pred.confidence for _, pred in value]
+        elif kind == "alerts":
+            alerts += [str(a["action"]) for a in value]
+    return confidences, alerts

@@ -130,6 +130,16 @@ def platform_config() -> Any:
     raw = copy.deepcopy(raw)
     raw["pipelines"]["read_and_find"] = EXTRA_PIPELINE
     raw["pipelines"]["people"] = PEOPLE_PIPELINE
+    # The clip pipeline, alerting on walking: the operations test needs an alert to count.
+    watch = copy.deepcopy(raw["pipelines"]["clip"])
+    for node in watch["nodes"]:
+        if node["op"] == "alerts":
+            node["params"] = {
+                **node.get("params", {}),
+                "labels": ["walking"],
+                "min_confidence": 0.3,
+            }
+    raw["pipelines"]["watch"] = watch
     # Fast reactions for the rollout tests: they run minutes, not hours.
     raw["canary"] = {
         "reconcile_interval_s": 1.0,

@@ -143,9 +143,7 @@ def test_a_plugged_in_check_is_usable_in_specs(monkeypatch: pytest.MonkeyPatch) 
         parse_rollout_spec({**raw, "checks": [{"name": "toy_drift", "threshold": 0.3}]})
     register_check(_Drift(name="toy_drift"))
     spec = parse_rollout_spec({**raw, "checks": [{"name": "toy_drift", "threshold": 0.3}]})
-    res = get_check("toy_drift").evaluate(
-        WindowStats(extra={"toy_drift": 0.4}), spec.checks[0], 20
-    )
+    res = get_check("toy_drift").evaluate(WindowStats(extra={"toy_drift": 0.4}), spec.checks[0], 20)
     assert (res.passed, res.value) == (False, 0.4)
     with pytest.raises(InvalidRolloutSpec, match="drift share in"):
         parse_rollout_spec({**raw, "checks": [{"name": "toy_drift", "threshold": 3}]})

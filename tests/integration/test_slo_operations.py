@@ -1,0 +1,125 @@
+"""Operations: audit records, admission control, and the dashboard against the live /metrics.
+
+Runs after the drift and rollout modules (file order), so their traffic (shadows, rollouts,
+drift reports and alerts, dropped capture rows) is in the scrape the dashboard test checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import wait_for
+from tests.integration.media import astronaut, encode, person_clip, video_bytes
+from tests.unit.test_monitoring import MONITORING, panel_metrics
+
+pytestmark = pytest.mark.integration
+IMAGE = encode(astronaut())
+
+
+def test_every_served_request_has_an_audit_record(client: httpx.Client) -> None:
+    r = client.post(
+        "/v1/pipelines/people",
+        files={"image": ("a.png", IMAGE, "image/png")},
+        headers={"X-Canary-Key": "auditor"},
+    )
+    assert r.status_code == 200
+    rid = r.json()["request_id"]
+    record = client.get(f"/v1/audit/{rid}").json()
+    assert record["request_id"] == rid and record["status"] == 200
+    assert record["route"] == "pipeline:people" and record["pipeline"] == "people"
+    assert record["input_sha256"] == hashlib.sha256(IMAGE).hexdigest()
+    assert record["input_bytes"] == len(IMAGE)
+    node = record["nodes"]["detector"]
+    assert node["version"] == r.json()["model_versions"]["detector"]
+    assert node["arm"] == "champion" and node["pinned"] is False
+    assert record["output_summary"] == {"people": len(r.json()["result"]["people"])}
+    assert record["caller"] and record["latency_ms"] > 0
+    # A refused request is recorded with its error code, and found by query.
+    bad = client.post("/v1/pipelines/people", files={"image": ("a.png", b"nope", "image/png")})
+    assert bad.status_code == 400
+    bad_id = bad.json()["request_id"]
+    assert client.get(f"/v1/audit/{bad_id}").json()["error_code"] == "undecodable_image"
+    found = client.get("/v1/audit", params={"model": "detector", "limit": 50}).json()
+    assert rid in {x["request_id"] for x in found["requests"]}
+    missing = client.get("/v1/audit/no-such-request")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "unknown_audit_record"
+
+
+def test_rollout_admin_actions_are_audited_with_who_did_them(client: httpx.Client) -> None:
+    r = client.post(
+        "/v1/rollouts",
+        json={"model": "detector", "challenger_version": 999},
+        headers={"X-Actor": "alice"},
+    )
+    assert r.status_code == 404
+    admin = client.get("/v1/audit").json()["admin"]
+    assert any(
+        a["actor"] == "alice" and a["action"] == "rollout.start" and a["outcome"] != "ok"
+        for a in admin
+    ), admin
+
+
+def test_a_flood_beyond_admission_gets_503_with_retry_after_and_no_admitted_request_fails(
+    base_url: str,
+) -> None:
+    statuses: Counter[int] = Counter()
+    retry_after: set[str] = set()
+    codes: Counter[str] = Counter()
+    lock = threading.Lock()
+    start = threading.Barrier(60)
+
+    def one() -> None:
+        with httpx.Client(base_url=base_url, timeout=300) as c:
+            start.wait()
+            r = c.post("/v1/pipelines/inspect", files={"image": ("a.png", IMAGE, "image/png")})
+            with lock:
+                statuses[r.status_code] += 1
+                if r.status_code != 200:
+                    codes[r.json()["error"]["code"]] += 1
+                    retry_after.add(r.headers.get("retry-after", ""))
+
+    threads = [threading.Thread(target=one) for _ in range(60)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    # Every request was answered: admitted ones with 200, the rest refused at once.
+    assert sum(statuses.values()) == 60
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[503] > 0 and statuses[200] >= 30, statuses
+    assert set(codes) == {"overloaded"} and retry_after == {"1"}
+
+
+def test_dashboard_panels_name_metrics_the_live_endpoint_exports(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    video = video_bytes(person_clip(True), tmp_path / "walk.avi")
+    r = client.post("/v1/pipelines/watch", files={"video": ("w.avi", video, "video/x-msvideo")})
+    assert r.status_code == 200 and r.json()["result"]["alerts"], r.json()["result"]
+    client.post("/v1/pipelines/inspect", files={"image": ("a.png", IMAGE, "image/png")})
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    wanted = set().union(*panel_metrics(dashboard).values())
+
+    def scraped() -> set[str]:
+        names = set()
+        for line in client.get("/metrics").text.splitlines():
+            if line and not line.startswith("#"):
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                for suffix in ("_bucket", "_sum", "_count"):
+                    name = name.removesuffix(suffix)
+                names.add(name)
+        return names
+
+    wait_for(
+        lambda: not (wanted - scraped()),
+        timeout=90,
+        what=lambda: f"every dashboard metric in /metrics; missing {sorted(wanted - scraped())}",
+    )
