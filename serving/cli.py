@@ -14,6 +14,7 @@ import typer
 from serving.cli_drift import drift_app
 from serving.cli_http import URL_OPTION
 from serving.cli_http import api as _api
+from serving.cli_ops import audit_app, auth_line, keys_app
 from serving.errors import CanaryError
 
 app = typer.Typer(help="canaryserve: versioned vision models on Ray Serve.", no_args_is_help=True)
@@ -24,6 +25,12 @@ rollout_app = typer.Typer(
 )
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(drift_app, name="drift")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+
+
+def _auth_line(cfg: Any) -> str:
+    return auth_line(cfg)
 
 
 def _store() -> Any:
@@ -122,6 +129,7 @@ def serve(
         plan = deploy(cfg, store)
         base = f"http://{cfg.server.host}:{cfg.server.port}"
         typer.secho(f"canaryserve is up at {base}", fg=typer.colors.GREEN, bold=True)
+        typer.echo(f"  {_auth_line(cfg)}")
         typer.echo(f"  API docs      {base}/docs")
         typer.echo(
             f"  pipelines     {', '.join(f'{base}/v1/pipelines/{p}' for p in cfg.pipelines)}"

@@ -392,9 +392,9 @@ class Ingress:
         if self._keys is None:
             import os
 
-            self._keys = ApiKeyStore.load(
-                policy.keys_path(Path(self._registry["data_dir"])), os.environ
-            )
+            data_dir = Path(self._registry["data_dir"])
+            path = policy.keys_path(data_dir) or data_dir / "api_keys.json"
+            self._keys = ApiKeyStore.load(path, os.environ)
         host = request.client.host if request.client else None
         principal = check_access(policy, self._keys, request.headers, host, role)
         request.state.caller = principal.name if principal.key_id else (host or "unknown")

@@ -1,23 +1,16 @@
-"""Operations: audit records, admission control, and the dashboard against the live /metrics.
-
-Runs after the drift and rollout modules (file order), so their traffic (shadows, rollouts,
-drift reports and alerts, dropped capture rows) is in the scrape the dashboard test checks.
-"""
+"""Operations: audit records of requests and admin actions, admission control (503)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.integration.conftest import wait_for
-from tests.integration.media import astronaut, encode, person_clip, video_bytes
-from tests.unit.test_monitoring import MONITORING, panel_metrics
+from tests.integration.media import astronaut, encode
 
 pytestmark = pytest.mark.integration
 IMAGE = encode(astronaut())
@@ -60,11 +53,15 @@ def test_rollout_admin_actions_are_audited_with_who_did_them(client: httpx.Clien
         headers={"X-Actor": "alice"},
     )
     assert r.status_code == 404
-    admin = client.get("/v1/audit").json()["admin"]
-    assert any(
-        a["actor"] == "alice" and a["action"] == "rollout.start" and a["outcome"] != "ok"
-        for a in admin
-    ), admin
+    # Admin records are written in batches off the request path: poll.
+    wait_for(
+        lambda: any(
+            a["actor"] == "alice" and a["action"] == "rollout.start" and a["outcome"] != "ok"
+            for a in client.get("/v1/audit").json()["admin"]
+        ),
+        timeout=30,
+        what="alice's refused rollout.start in the audit trail",
+    )
 
 
 def test_a_flood_beyond_admission_gets_503_with_retry_after_and_no_admitted_request_fails(
@@ -96,30 +93,3 @@ def test_a_flood_beyond_admission_gets_503_with_retry_after_and_no_admitted_requ
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[503] > 0 and statuses[200] >= 30, statuses
     assert set(codes) == {"overloaded"} and retry_after == {"1"}
-
-
-def test_dashboard_panels_name_metrics_the_live_endpoint_exports(
-    client: httpx.Client, tmp_path: Path
-) -> None:
-    video = video_bytes(person_clip(True), tmp_path / "walk.avi")
-    r = client.post("/v1/pipelines/watch", files={"video": ("w.avi", video, "video/x-msvideo")})
-    assert r.status_code == 200 and r.json()["result"]["alerts"], r.json()["result"]
-    client.post("/v1/pipelines/inspect", files={"image": ("a.png", IMAGE, "image/png")})
-    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
-    wanted = set().union(*panel_metrics(dashboard).values())
-
-    def scraped() -> set[str]:
-        names = set()
-        for line in client.get("/metrics").text.splitlines():
-            if line and not line.startswith("#"):
-                name = line.split("{", 1)[0].split(" ", 1)[0]
-                for suffix in ("_bucket", "_sum", "_count"):
-                    name = name.removesuffix(suffix)
-                names.add(name)
-        return names
-
-    wait_for(
-        lambda: not (wanted - scraped()),
-        timeout=90,
-        what=lambda: f"every dashboard metric in /metrics; missing {sorted(wanted - scraped())}",
-    )

@@ -1,0 +1,146 @@
+"""``canaryserve audit`` and ``canaryserve keys``: the audit trail and API keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from serving.cli_http import URL_OPTION, api
+
+audit_app = typer.Typer(help="The audit trail of requests and admin actions.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (hashed at rest) and their roles.", no_args_is_help=True)
+CONFIG_OPTION = typer.Option(None, "--config", help="Config YAML (default: the packaged one).")
+
+
+def _config(path: Path | None) -> Any:
+    from serving.config import load_config
+
+    return load_config(path)
+
+
+def _data_dir() -> Path:
+    from model_registry.settings import data_dir
+
+    return data_dir()
+
+
+def auth_line(cfg: Any) -> str:
+    """How access control is configured, for ``canaryserve serve`` to print at startup."""
+    from serving.auth import ApiKeyStore, describe
+
+    path = cfg.auth.keys_path(_data_dir()) or _data_dir() / "api_keys.json"
+    return describe(cfg.auth, ApiKeyStore.load(path, os.environ))
+
+
+def _since(text: str | None) -> float | None:
+    """``2026-11-23T10:00``, ``90m``, ``2h``, ``1d`` (ago) or epoch seconds."""
+    if text is None:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return dt.datetime.now(dt.UTC).timestamp() - float(text[:-1]) * units[text[-1]]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        ts = dt.datetime.fromisoformat(text)
+    except ValueError:
+        typer.secho(f"error: --since {text!r}: use 2h, 1d, an ISO time or epoch seconds", err=True)
+        raise typer.Exit(code=2) from None
+    return (ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC)).timestamp()
+
+
+@audit_app.command("show")
+def audit_show(request_id: str, url: str = URL_OPTION) -> None:
+    """One request's record: caller, input hash, versions and routing per node, outcome."""
+    typer.echo(json.dumps(api("GET", url, f"/v1/audit/{request_id}"), indent=2))
+
+
+@audit_app.command("query")
+def audit_query(
+    since: str | None = typer.Option(None, help="2h, 1d, an ISO time or epoch seconds."),
+    model: str | None = typer.Option(None),
+    version: int | None = typer.Option(None),
+    limit: int = typer.Option(50),
+    url: str = URL_OPTION,
+) -> None:
+    """Recent requests (and admin actions), newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    for key, value in (("since", _since(since)), ("model", model), ("version", version)):
+        if value is not None:
+            params[key] = value
+    body = api("GET", url, "/v1/audit", params=params)
+    for r in body["requests"]:
+        when = dt.datetime.fromtimestamp(r["ts"], tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        versions = " ".join(f"{m}@v{n['version']}" for m, n in r["nodes"].items())
+        typer.echo(
+            f"{when}  {r['request_id'][:32]:<32} {r['route']:<22} {r['status']} "
+            f"{r.get('error_code') or '':<20} {versions}  {r['caller']}"
+        )
+    for a in body["admin"]:
+        when = dt.datetime.fromtimestamp(a["ts"], tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(
+            f"{when}  admin {a['action']:<18} {a['target']:<30} {a['outcome']}  {a['actor']}"
+        )
+
+
+@audit_app.command("purge")
+def audit_purge(
+    older_than_days: float | None = typer.Option(None, help="Default: audit.retention_days."),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Delete records (and stored inputs) past retention, from the configured database."""
+    from serving.audit import open_store
+
+    cfg = _config(config)
+    store = open_store(cfg.audit, _data_dir())
+    days = older_than_days if older_than_days is not None else cfg.audit.retention_days
+    typer.echo(f"purged (older than {days:g} days): {store.purge(days)}")
+
+
+def _keys_file(config: Path | None) -> Path:
+    cfg = _config(config)
+    path = cfg.auth.keys_path(_data_dir())
+    return path if path is not None else _data_dir() / "api_keys.json"
+
+
+@keys_app.command("add")
+def keys_add(
+    name: str,
+    role: str = typer.Option(..., help="infer | operator | admin"),
+    config: Path | None = CONFIG_OPTION,
+) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    from serving.auth import add_key
+
+    path = _keys_file(config)
+    try:
+        key = add_key(path, name, role)
+    except ValueError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"{name} ({role}) added to {path}; the key (shown once):\n{key}")
+
+
+@keys_app.command("list")
+def keys_list(config: Path | None = CONFIG_OPTION) -> None:
+    from serving.auth import list_keys
+
+    for k in list_keys(_keys_file(config)):
+        typer.echo(f"{k['id']}  {k['name']:<20} {k['role']:<9} {k.get('created_at', '')}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name_or_id: str, config: Path | None = CONFIG_OPTION) -> None:
+    from serving.auth import revoke_key
+
+    if not revoke_key(_keys_file(config), name_or_id):
+        typer.secho(f"error: no key {name_or_id!r}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
+    typer.echo(f"revoked {name_or_id} (running ingress replicas pick it up on restart)")
