@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from drift.monitor import MONITOR_NAME, NAMESPACE, DriftMonitor, post_webhook
+from drift.monitor import MONITOR_NAME, DriftMonitor, post_webhook
+from serving.actors import TickingActor, ensure_actor, get_actor
 
 log = logging.getLogger("canaryserve.drift")
 PRUNE_EVERY_S = 3600.0
 ALIASES_TTL_S = 10.0
 
 
-class MonitorActor:
+class MonitorActor(TickingActor):
     def __init__(self, config: Any, registry: dict[str, str]) -> None:
         from model_registry.mlflow_store import MlflowModelStore
         from serving import metrics
 
+        super().__init__(config.drift.schedule_tick_s)
         self._config = config
         data_dir = Path(registry["data_dir"])
         self._store = MlflowModelStore(
@@ -41,10 +42,8 @@ class MonitorActor:
             notify=(lambda alert: post_webhook(url, alert)) if url else None,
             observe=metrics.observe_drift,
         )
-        self._lock = threading.Lock()
-        self._loop_task: asyncio.Task[None] | None = None
+        self.target = self.monitor  # reports and views (``call``) are monitor methods
         self._last_prune = 0.0
-        self.started_at = time.time()
 
     def _champions(self) -> dict[str, int]:
         at, cached = self._aliases
@@ -57,31 +56,11 @@ class MonitorActor:
             self._aliases = (time.time(), cached)
         return cached
 
-    def _locked(self, fn: Any, *args: Any, **kw: Any) -> Any:
-        with self._lock:
-            return fn(*args, **kw)
-
-    def _tick(self) -> None:
+    def tick(self) -> None:
         self.monitor.run_scheduled()
         if time.time() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = time.time()
             log.info("drift retention: %s", self.monitor.prune())
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(self._locked, self._tick)
-            except Exception:
-                log.exception("drift schedule tick failed")
-            await asyncio.sleep(self._config.drift.schedule_tick_s)
-
-    def _ensure_loop(self) -> None:
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def ping(self) -> dict[str, Any]:
-        self._ensure_loop()
-        return {"started_at": self.started_at, "ingested": self.monitor.ingested}
 
     async def ingest(self, rows: list[dict[str, Any]]) -> int:
         # Rows are written by the caller's thread without the report lock: ingest stays fast
@@ -89,40 +68,10 @@ class MonitorActor:
         self._ensure_loop()
         return await asyncio.to_thread(self.monitor.ingest, rows)
 
-    async def call(self, method: str, *args: Any, **kw: Any) -> Any:
-        """Reports and views, off the event loop; errors come back as CanaryError subclasses."""
-        self._ensure_loop()
-        return await asyncio.to_thread(self._locked, getattr(self.monitor, method), *args, **kw)
-
-    async def html(self, report_id: str) -> str:
-        return await asyncio.to_thread(self.monitor.reports.html, report_id)
-
 
 def ensure_monitor(config: Any, registry: dict[str, str]) -> Any:
-    import ray
-
-    handle = (
-        ray.remote(MonitorActor)
-        .options(
-            name=MONITOR_NAME,
-            namespace=NAMESPACE,
-            get_if_exists=True,
-            lifetime="detached",
-            num_cpus=0,
-            max_restarts=-1,
-            max_task_retries=0,
-            max_concurrency=16,
-        )
-        .remote(config, registry)
-    )
-    ray.get(handle.ping.remote(), timeout=120)
-    return handle
+    return ensure_actor(MonitorActor, MONITOR_NAME, config, registry)
 
 
 def get_monitor() -> Any | None:
-    import ray
-
-    try:
-        return ray.get_actor(MONITOR_NAME, namespace=NAMESPACE)
-    except ValueError:
-        return None
+    return get_actor(MONITOR_NAME)

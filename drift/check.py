@@ -27,7 +27,8 @@ NAME = "prediction_drift"
 
 
 def _judged(entry: dict[str, Any] | None) -> bool:
-    return bool(entry) and entry.get("status") not in (None, "insufficient_data")  # type: ignore[union-attr]
+    """A comparison that reached a verdict (enough rows on both sides)."""
+    return entry is not None and entry.get("status") not in (None, "insufficient_data")
 
 
 class PredictionDriftCheck:

@@ -32,13 +32,13 @@ import pandas as pd
 from drift.evidently_adapter import WorkspaceTarget, compute_drift
 from drift.reports import Report, ReportStore, new_report_id
 from drift.rows import PRED_PREFIX
+from drift.verdict import DriftVerdict
 from drift.windows import META_KEYS, TS_COLUMN, WindowStore
 from serving.config import DriftSpec
 from serving.errors import NoReference
 
 log = logging.getLogger("canaryserve.drift")
 MONITOR_NAME = "canaryserve-drift"
-NAMESPACE = "canaryserve"
 REFERENCE_TTL_S = 60.0
 # A champion's live row for a request is written a little before the challenger's shadow row.
 PAIR_SLACK_S = 300.0
@@ -180,18 +180,13 @@ class DriftMonitor:
         cols = _feature_columns(reference, current, prediction_only)
         need = min_rows if min_rows is not None else self.spec.min_rows
         if not cols or len(reference) < need or len(current) < need:
-            verdict: dict[str, Any] = {
-                "status": "insufficient_data",
-                "drift_share": 0.0,
-                "drift_share_threshold": self.spec.drift_share,
-                "drifted_features": [],
-                "features": [],
-                "reference_rows": len(reference),
-                "current_rows": len(current),
-                "reason": f"need {need} rows on each side and a shared feature column",
-                "workspace_run": None,
-                "group_shares": {},
-            }
+            verdict = DriftVerdict(
+                status="insufficient_data",
+                reference_rows=len(reference),
+                current_rows=len(current),
+                drift_share_threshold=self.spec.drift_share,
+                reason=f"need {need} rows on each side and a shared feature column",
+            ).to_dict()
         else:
             verdict = compute_drift(
                 reference[cols],
@@ -370,6 +365,9 @@ class DriftMonitor:
 
     def get_report(self, report_id: str) -> dict[str, Any]:
         return self.reports.get(report_id)
+
+    def report_html(self, report_id: str) -> str:
+        return self.reports.html(report_id)
 
     def status(self) -> dict[str, Any]:
         """Latest verdict per model version, recent alerts, and row counts."""

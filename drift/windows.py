@@ -111,6 +111,10 @@ class WindowStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
 
+    def _cutoff(self) -> float:
+        """Epoch seconds before which rows are past retention."""
+        return _epoch(self._clock()) - self.retention.total_seconds()
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -179,7 +183,7 @@ class WindowStore:
 
     def prune(self) -> int:
         """Drop rows past retention; return how many were dropped."""
-        cutoff = _epoch(self._clock()) - self.retention.total_seconds()
+        cutoff = self._cutoff()
         with self._lock, self._db:
             return self._db.execute("DELETE FROM rows WHERE ts < ?", (cutoff,)).rowcount
 
@@ -198,7 +202,7 @@ class WindowStore:
     ) -> pd.DataFrame:
         """Rows with ``since <= ts < until`` (then the newest ``last``), oldest first: a UTC
         ``ts`` column, ``request_id``, then one column per feature (NaN where a row lacks it)."""
-        cutoff = _epoch(self._clock()) - self.retention.total_seconds()
+        cutoff = self._cutoff()
         sql = "SELECT ts, request_id, features FROM rows WHERE model=? AND version=? AND source=?"
         args: list[Any] = [model, str(version), source]
         lo = max(cutoff, _epoch(since)) if since is not None else cutoff
@@ -230,7 +234,7 @@ class WindowStore:
     def count(
         self, model: str, version: str | int, *, source: str = "live", since: float | None = None
     ) -> int:
-        cutoff = _epoch(self._clock()) - self.retention.total_seconds()
+        cutoff = self._cutoff()
         lo = max(cutoff, since) if since is not None else cutoff
         with self._lock:
             (n,) = self._db.execute(
@@ -240,7 +244,7 @@ class WindowStore:
         return int(n)
 
     def keys(self, source: str = "live") -> list[WindowKey]:
-        cutoff = _epoch(self._clock()) - self.retention.total_seconds()
+        cutoff = self._cutoff()
         with self._lock:
             got = self._db.execute(
                 "SELECT DISTINCT model, version FROM rows WHERE source=? AND ts >= ?",

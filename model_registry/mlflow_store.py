@@ -43,6 +43,7 @@ from model_registry.store import (
     hash_dir,
     verify_dir,
 )
+from model_registry.wheels import sha256_file
 from serving.errors import (
     ArtifactIntegrityError,
     BadRequest,
@@ -225,7 +226,7 @@ class MlflowModelStore(ModelStore):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "reference.parquet"
             frame.to_parquet(path, index=False)
-            digest = _sha256(path)
+            digest = sha256_file(path)
             with self._translate():
                 self._client.log_artifact(info.run_id, str(path), artifact)
         record = {
@@ -254,11 +255,11 @@ class MlflowModelStore(ModelStore):
         record = json.loads(raw)
         base = (self._models_dir or settings.local_models_dir()) / info.name
         cached = base / f"{info.version}-reference-{record['sha256'][:16]}.parquet"
-        if not cached.is_file() or _sha256(cached) != record["sha256"]:
+        if not cached.is_file() or sha256_file(cached) != record["sha256"]:
             base.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=base) as tmp, self._translate():
                 got = Path(self._client.download_artifacts(info.run_id, record["artifact"], tmp))
-                if _sha256(got) != record["sha256"]:
+                if sha256_file(got) != record["sha256"]:
                     raise ArtifactIntegrityError(
                         f"{info.ref}: drift reference does not match its recorded sha256"
                     )
@@ -529,12 +530,6 @@ class MlflowModelStore(ModelStore):
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _default_artifact_location(tracking_uri: str) -> str | None:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serving.errors import ConfigError, Forbidden, Unauthenticated
 
 ROLES: tuple[str, ...] = ("infer", "operator", "admin")  # each role includes those before it
+DEFAULT_KEYS_FILE = "api_keys.json"
 ENV_KEYS = "CANARYSERVE_API_KEYS"
 ITERATIONS = 10_000  # ~2 ms per check; paid once per key thanks to the cache
 CACHE_SIZE = 4096
@@ -260,6 +261,10 @@ class AuthPolicy(BaseModel):
 
     def keys_path(self, data_dir: Path) -> Path | None:
         return None if self.keys_file is None else data_dir / Path(self.keys_file).expanduser()
+
+    def keys_file_in(self, data_dir: Path) -> Path:
+        """Where keys live: ``keys_file``, else ``<data_dir>/api_keys.json`` (``keys add``)."""
+        return self.keys_path(data_dir) or data_dir / DEFAULT_KEYS_FILE
 
 
 def is_loopback(host: str | None) -> bool:

@@ -19,11 +19,12 @@ from serving.breaker import Breakers
 from serving.compare import agreement
 from serving.config import CanarySpec, PlatformConfig
 from serving.errors import ModelFailure
-from serving.ops import OPS
 from serving.router import ModelRoute, Router, RoutingDecision
 
 log = logging.getLogger("canaryserve.canary")
 MAX_PENDING_RECORDS = 20_000
+Nodes = tuple[tuple[str, str, str], ...]  # (node name, model, output kind)
+Capture = Callable[[Nodes, dict[str, int], dict[str, Any]], None]
 
 
 class ChallengerFailed(Exception):
@@ -193,13 +194,14 @@ class CanaryState:
     def maybe_shadow(
         self,
         decision: RoutingDecision,
-        nodes_of: Callable[[str], list[tuple[str, str]]],
+        nodes_of: Callable[[str], Nodes],
         primary_raw: dict[str, Any],
         run: Callable[[dict[str, int], dict[str, Any]], Awaitable[Any]],
-        capture: Callable[[str, dict[str, int], dict[str, Any]], None] | None = None,
+        capture: Capture | None = None,
     ) -> None:
         """Mirror the request to each shadowed challenger in the background, capped.
-        ``capture(model, versions, raw)`` receives each successful shadow's node outputs."""
+        ``nodes_of(model)`` gives the (node, model, output kind) of the model's nodes;
+        ``capture(nodes, versions, raw)`` receives each successful shadow's node outputs."""
         for model, version in decision.shadows().items():
             route = self.routes.get(model)
             if route is None or route.challenger != version:
@@ -217,19 +219,19 @@ class CanaryState:
         self,
         route: ModelRoute,
         versions: dict[str, int],
-        nodes: list[tuple[str, str]],
+        nodes: Nodes,
         primary_raw: dict[str, Any],
         run: Callable[[dict[str, int], dict[str, Any]], Awaitable[Any]],
-        capture: Callable[[str, dict[str, int], dict[str, Any]], None] | None = None,
+        capture: Capture | None = None,
     ) -> None:
         try:
             raw: dict[str, Any] = {}
             await asyncio.wait_for(run(versions, raw), self.spec.shadow_timeout_s)
             if capture is not None:
-                capture(route.model, versions, raw)
+                capture(nodes, versions, raw)
             scores = [
                 agreement(kind, primary_raw[name], raw[name])
-                for name, kind in nodes
+                for name, _model, kind in nodes
                 if name in primary_raw and name in raw
             ]
             value = sum(scores) / len(scores) if scores else None
@@ -239,8 +241,3 @@ class CanaryState:
             self.record(route, kind="shadow", agreement=None)
         finally:
             self.shadow_in_flight -= 1
-
-
-def model_nodes(pipeline: Any, model: str) -> list[tuple[str, str]]:
-    """(node name, output kind) of a pipeline's nodes that call ``model``."""
-    return [(n.name, OPS[n.op].output) for n in pipeline.nodes if n.model == model]

@@ -29,10 +29,6 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 
 
-def _auth_line(cfg: Any) -> str:
-    return auth_line(cfg)
-
-
 def _store() -> Any:
     from model_registry.mlflow_store import MlflowModelStore
 
@@ -129,7 +125,7 @@ def serve(
         plan = deploy(cfg, store)
         base = f"http://{cfg.server.host}:{cfg.server.port}"
         typer.secho(f"canaryserve is up at {base}", fg=typer.colors.GREEN, bold=True)
-        typer.echo(f"  {_auth_line(cfg)}")
+        typer.echo(f"  {auth_line(cfg)}")
         typer.echo(f"  API docs      {base}/docs")
         typer.echo(
             f"  pipelines     {', '.join(f'{base}/v1/pipelines/{p}' for p in cfg.pipelines)}"

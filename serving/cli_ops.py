@@ -33,8 +33,7 @@ def auth_line(cfg: Any) -> str:
     """How access control is configured, for ``canaryserve serve`` to print at startup."""
     from serving.auth import ApiKeyStore, describe
 
-    path = cfg.auth.keys_path(_data_dir()) or _data_dir() / "api_keys.json"
-    return describe(cfg.auth, ApiKeyStore.load(path, os.environ))
+    return describe(cfg.auth, ApiKeyStore.load(cfg.auth.keys_file_in(_data_dir()), os.environ))
 
 
 def _since(text: str | None) -> float | None:
@@ -105,9 +104,7 @@ def audit_purge(
 
 
 def _keys_file(config: Path | None) -> Path:
-    cfg = _config(config)
-    path = cfg.auth.keys_path(_data_dir())
-    return path if path is not None else _data_dir() / "api_keys.json"
+    return Path(_config(config).auth.keys_file_in(_data_dir()))
 
 
 @keys_app.command("add")

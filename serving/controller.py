@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from model_registry.store import CHALLENGER, CHAMPION, ModelStore
 from serving import rollout as sm
+from serving.actors import TickingActor, ensure_actor, get_actor
 from serving.errors import CanaryError, InvalidRolloutSpec, RolloutConflict
 from serving.rollout_spec import parse_rollout_spec
 from serving.rollout_stats import RolloutStats
@@ -31,7 +32,6 @@ from serving.rollout_store import RolloutStore
 
 log = logging.getLogger("canaryserve.controller")
 CONTROLLER_NAME = "canaryserve-rollouts"
-NAMESPACE = "canaryserve"
 ACTIVE_ROUTE_STATES = ("shadow", "progressing", "paused")
 
 
@@ -350,16 +350,16 @@ def _rollouts_db(registry: dict[str, str]) -> str:
     return str(Path(registry["data_dir"]) / "rollouts.db")
 
 
-class RolloutController:
+class RolloutController(TickingActor):
     """Ray actor: the manager plus its loop. Ray restarts it if it dies; state is in SQLite."""
 
     def __init__(self, config: Any, registry: dict[str, str]) -> None:
         from model_registry.mlflow_store import MlflowModelStore
 
+        super().__init__(config.canary.controller_tick_s)
         static = {
             (m, int(v)) for m, spec in config.models.items() for v in spec.versions if v.isdigit()
         }
-        self._tick_s = config.canary.controller_tick_s
         self.manager = RolloutManager(
             RolloutStore(_rollouts_db(registry)),
             MlflowModelStore(tracking_uri=registry["tracking_uri"]),
@@ -367,31 +367,10 @@ class RolloutController:
             drain_delay_s=config.canary.drain_delay_s,
             drift=_monitor_drift,
         )
-        self._loop_task: asyncio.Task[None] | None = None
-        self._lock = threading.Lock()  # the loop, admin commands and reports share the manager
-        self.started_at = time.time()
+        self.target = self.manager  # admin commands (``call``) are manager methods
 
-    def _locked(self, fn: Callable[..., Any], *args: Any) -> Any:
-        with self._lock:
-            return fn(*args)
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.to_thread(self._locked, self.manager.tick)
-            await asyncio.sleep(self._tick_s)
-
-    def _ensure_loop(self) -> None:
-        if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def ping(self) -> dict[str, Any]:
-        self._ensure_loop()
-        return {"started_at": self.started_at}
-
-    async def call(self, method: str, *args: Any) -> Any:
-        """Admin commands, run off the loop: errors come back as CanaryError subclasses."""
-        self._ensure_loop()
-        return await asyncio.to_thread(self._locked, getattr(self.manager, method), *args)
+    def tick(self) -> None:
+        self.manager.tick()
 
     async def routes(self) -> dict[str, dict[str, Any]]:
         self._ensure_loop()
@@ -418,27 +397,8 @@ def _monitor_drift(
 
 def ensure_controller(config: Any, registry: dict[str, str]) -> Any:
     """Get or create the controller actor and start its loop."""
-    import ray
-
-    actor_cls = ray.remote(RolloutController)
-    handle = actor_cls.options(
-        name=CONTROLLER_NAME,
-        namespace=NAMESPACE,
-        get_if_exists=True,
-        lifetime="detached",
-        num_cpus=0,
-        max_restarts=-1,
-        max_task_retries=0,
-        max_concurrency=64,
-    ).remote(config, registry)
-    ray.get(handle.ping.remote(), timeout=120)
-    return handle
+    return ensure_actor(RolloutController, CONTROLLER_NAME, config, registry, max_concurrency=64)
 
 
 def get_controller() -> Any | None:
-    import ray
-
-    try:
-        return ray.get_actor(CONTROLLER_NAME, namespace=NAMESPACE)
-    except ValueError:
-        return None
+    return get_actor(CONTROLLER_NAME)

@@ -11,9 +11,9 @@ Every response carries the request id and the model versions that produced it (b
 """
 
 import asyncio
-import hashlib
 import json
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -25,8 +25,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from drift.capture import CaptureJob, CaptureQueue
 from serving import metrics
-from serving.canary import CanaryState, ChallengerFailed, model_nodes
+from serving.audit import AdminRecord, RequestRecord, node_entry, open_store, sha256_hex
+from serving.audit_writer import AuditWriter
+from serving.auth import ApiKeyStore, check_access
+from serving.canary import CanaryState, ChallengerFailed
 from serving.config import PlatformConfig
 from serving.errors import (
     CanaryError,
@@ -199,6 +203,8 @@ class Ingress:
             config, routes_from_table(table), {m: list(v) for m, v in table.served.items()}
         )
         self._handles: dict[tuple[str, int], Any] = {}
+        # (node, model, output kind) of every model node, per pipeline: fixed by the config.
+        self._model_nodes = {n: model_node_kinds(p) for n, p in config.pipelines.items()}
         self._controller: Any = None
         self._monitor: Any = None
         self._background: list[asyncio.Task[None]] = []
@@ -216,8 +222,6 @@ class Ingress:
             return
         loop = asyncio.get_running_loop()
         if self._capture is None and self._config.drift.enabled:
-            from drift.capture import CaptureQueue
-
             spec = self._config.drift
             self._capture = CaptureQueue(
                 self._drift_sink,
@@ -227,9 +231,6 @@ class Ingress:
                 sample_rate=spec.sample_rate,
             )
         if self._audit is None and self._config.audit.enabled:
-            from serving.audit import open_store
-            from serving.audit_writer import AuditWriter
-
             store = open_store(self._config.audit, Path(self._registry["data_dir"]))
             self._audit = AuditWriter.from_spec(self._config.audit, store)
         self._background = [
@@ -346,8 +347,6 @@ class Ingress:
     ) -> None:
         if self._capture is None or not nodes:
             return
-        from drift.capture import CaptureJob
-
         self._capture.submit(
             CaptureJob(nodes, value, dict(raw), dict(versions), source, request_id, time.time())
         )
@@ -386,15 +385,10 @@ class Ingress:
 
     def _access(self, request: Request, role: str) -> Any:
         """The caller's principal if it may use a route that needs ``role`` (else 401/403)."""
-        from serving.auth import ApiKeyStore, check_access
-
         policy = self._config.auth
         if self._keys is None:
-            import os
-
             data_dir = Path(self._registry["data_dir"])
-            path = policy.keys_path(data_dir) or data_dir / "api_keys.json"
-            self._keys = ApiKeyStore.load(path, os.environ)
+            self._keys = ApiKeyStore.load(policy.keys_file_in(data_dir), os.environ)
         host = request.client.host if request.client else None
         principal = check_access(policy, self._keys, request.headers, host, role)
         request.state.caller = principal.name if principal.key_id else (host or "unknown")
@@ -411,8 +405,6 @@ class Ingress:
     ) -> None:
         if self._audit is None:
             return
-        from serving.audit import RequestRecord, node_entry
-
         state = request.state
         decision: RoutingDecision | None = getattr(state, "decision", None)
         key = getattr(state, "sticky_key", None)
@@ -429,7 +421,7 @@ class Ingress:
                     fallback=d.fallback,
                 )
         raw: bytes | None = getattr(state, "input_bytes", None)
-        sha = hashlib.sha256(raw).hexdigest() if raw is not None else None
+        sha = sha256_hex(raw) if raw is not None else None
         self._audit.submit(
             RequestRecord(
                 request_id=request_id,
@@ -453,8 +445,6 @@ class Ingress:
     def _audit_admin(self, who: str, action: str, target: str, outcome: str, **detail: Any) -> None:
         if self._audit is None:
             return
-        from serving.audit import AdminRecord
-
         self._audit.submit(
             AdminRecord(
                 ts=time.time(),
@@ -520,26 +510,39 @@ class Ingress:
 
     async def _routed(
         self,
-        request_id: str,
+        request: Request,
         decision: RoutingDecision,
         run: Any,
         versions_out: dict[str, int],
+        timeout_s: float,
     ) -> tuple[Any, RoutingDecision]:
-        """Run on the decided versions; on a challenger failure re-run all on champions."""
-        versions_out.update(decision.versions())
-        try:
-            return await run(decision), decision
-        except ChallengerFailed as failure:
-            log.warning(
-                "request %s: challenger %s v%s failed; re-running on champions",
-                request_id,
-                failure.model,
-                failure.version,
-            )
-            decision = decision.with_champions()
-            versions_out.clear()
+        """Run on the decided versions within ``timeout_s`` (else 504 request_timeout); on a
+        challenger failure re-run all on champions. The decision that answered is the one the
+        audit record shows."""
+
+        async def attempt() -> tuple[Any, RoutingDecision]:
+            nonlocal decision
             versions_out.update(decision.versions())
-            return await run(decision), decision
+            try:
+                return await run(decision), decision
+            except ChallengerFailed as failure:
+                log.warning(
+                    "request %s: challenger %s v%s failed; re-running on champions",
+                    request.state.request_id,
+                    failure.model,
+                    failure.version,
+                )
+                decision = decision.with_champions()
+                versions_out.clear()
+                versions_out.update(decision.versions())
+                return await run(decision), decision
+
+        try:
+            out, decision = await asyncio.wait_for(attempt(), timeout_s)
+        except TimeoutError:
+            raise RequestTimeout(f"the request exceeded its {timeout_s:g}s timeout") from None
+        request.state.decision = decision
+        return out, decision
 
     # --- routes ----------------------------------------------------------------------------
 
@@ -639,30 +642,24 @@ class Ingress:
                 return await execute(decision.versions(), primary_raw, decision)
 
             t0 = time.perf_counter()
-            try:
-                result, decision = await asyncio.wait_for(
-                    self._routed(request_id, decision, run, versions), spec.timeout_s
-                )
-            except TimeoutError:
-                raise RequestTimeout(f"pipeline {name!r} exceeded {spec.timeout_s:g}s") from None
+            result, decision = await self._routed(request, decision, run, versions, spec.timeout_s)
             meta["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-            # The audit record shows what answered (after a fallback: the champions).
-            request.state.decision = decision
             request.state.input_bytes = raw_bytes
             request.state.summary = {
                 k: len(v) if isinstance(v, list) else v for k, v in result.items()
             }
             confidences, alerts = result_kpis(spec, primary_raw)
             metrics.observe_results(name, confidences, alerts)
-            nodes = model_node_kinds(spec)
+            nodes = self._model_nodes[name]
 
-            def capture_shadow(model: str, versions_: dict[str, int], raw: dict[str, Any]) -> None:
-                mine = tuple(n for n in nodes if n[1] == model)
+            def capture_shadow(
+                mine: tuple[tuple[str, str, str], ...], versions_: dict[str, int], raw: Any
+            ) -> None:
                 self._capture_rows(mine, value, raw, versions_, "shadow", request_id)
 
             self._canary.maybe_shadow(
                 decision,
-                lambda m: model_nodes(spec, m),
+                lambda m: tuple(n for n in nodes if n[1] == m),
                 primary_raw,
                 lambda v, raw: execute(v, raw, decision, shadow=True),
                 capture_shadow,
@@ -701,14 +698,9 @@ class Ingress:
                 (out,) = await self._canary.caller(d, self._handle, request_id)(name, [image])
                 return out
 
-            timeout = self._config.ingress.request_timeout_s
-            try:
-                out, decision = await asyncio.wait_for(
-                    self._routed(request_id, decision, run, versions), timeout
-                )
-            except TimeoutError:
-                raise RequestTimeout(f"{name} exceeded {timeout:g}s") from None
-            request.state.decision = decision
+            out, decision = await self._routed(
+                request, decision, run, versions, self._config.ingress.request_timeout_s
+            )
             request.state.summary = {kind: len(out)}
             scores = [d.score for d in out] if kind == "detections" else [x.confidence for x in out]
             metrics.observe_results(f"model:{name}", scores, [])
@@ -798,8 +790,6 @@ class Ingress:
         if monitor is None:
             raise ServiceUnavailable("the drift monitor is not running")
         try:
-            if method == "html":
-                return await monitor.html.remote(*args)
             return await monitor.call.remote(method, *args, **kw)
         except Exception as e:
             reraise_cause(e)
@@ -913,9 +903,7 @@ class Ingress:
         if version is None:
             route = self._canary.routes.get(model)
             version = route.champion if route is not None else None
-        if isinstance(version, bool) or not isinstance(version, int | str):
-            raise InvalidInput(f"version must be a version number, got {version!r}")
-        if not str(version).isdigit():
+        if isinstance(version, bool) or not str(version).isdigit():
             raise InvalidInput(f"version must be a version number, got {version!r}")
         report = await self._drift("report", model, int(version))
         return JSONResponse(report, status_code=201)
@@ -931,7 +919,7 @@ class Ingress:
             return JSONResponse(await self._drift("get_report", report_id))
         if format != "html":
             raise InvalidInput(f"format must be 'html' or 'json', got {format!r}")
-        return HTMLResponse(await self._drift("html", report_id))
+        return HTMLResponse(await self._drift("report_html", report_id))
 
     # --- audit -------------------------------------------------------------------------------
 
