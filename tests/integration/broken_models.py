@@ -18,40 +18,38 @@ def _copy(src: Path, dest: Path) -> tuple[Manifest, Path]:
     return manifest, manifest.artifact_path(dest, "model")
 
 
-def shifted_boxes(src: Path, dest: Path, shift_px: float = 70.0) -> Path:
-    """Runs fine, answers fast, but every box and keypoint is moved by ``shift_px`` (of 224)."""
+def _add_to_output(src: Path, dest: Path, output: str, constant: np.ndarray, text: str) -> Path:
+    """Copy of ``src`` whose ONNX output ``output`` has ``constant`` added to it."""
     manifest, onnx_path = _copy(src, dest)
     model = onnx.load(onnx_path)
     graph = model.graph
-    out = next(o for o in graph.output if o.name == "boxes")
     for node in graph.node:
-        node.output[:] = ["boxes_true" if x == "boxes" else x for x in node.output]
+        node.output[:] = [f"{output}_true" if x == output else x for x in node.output]
+    graph.initializer.append(numpy_helper.from_array(constant, f"{output}_offset"))
+    graph.node.append(helper.make_node("Add", [f"{output}_true", f"{output}_offset"], [output]))
+    onnx.save(model, onnx_path)
+    _describe(dest, manifest, text)
+    return dest
+
+
+def shifted_boxes(src: Path, dest: Path, shift_px: float = 70.0) -> Path:
+    """Runs fine, answers fast, but every box and keypoint is moved by ``shift_px`` (of 224)."""
     offset = np.zeros(12, np.float32)
     offset[0::2] = shift_px  # x of the box centre and of every keypoint
     offset[1::2] = shift_px
     offset[2:4] = 0.0  # leave width/height alone
-    graph.initializer.append(numpy_helper.from_array(offset, "wrong_offset"))
-    graph.node.append(helper.make_node("Add", ["boxes_true", "wrong_offset"], [out.name]))
-    onnx.save(model, onnx_path)
-    _describe(dest, manifest, "broken on purpose: boxes shifted by 70 px")
-    return dest
+    return _add_to_output(src, dest, "boxes", offset, "broken on purpose: boxes shifted by 70 px")
 
 
 def dimmed_scores(src: Path, dest: Path, logit_offset: float = -2.0) -> Path:
     """Same boxes, but every score logit lowered: confidences fall and weak people vanish."""
-    manifest, onnx_path = _copy(src, dest)
-    model = onnx.load(onnx_path)
-    graph = model.graph
-    out = next(o for o in graph.output if o.name == "scores")
-    for node in graph.node:
-        node.output[:] = ["scores_true" if x == "scores" else x for x in node.output]
-    graph.initializer.append(
-        numpy_helper.from_array(np.array(logit_offset, np.float32), "dim_offset")
+    return _add_to_output(
+        src,
+        dest,
+        "scores",
+        np.array(logit_offset, np.float32),
+        f"drifts on purpose: score logits {logit_offset:+}",
     )
-    graph.node.append(helper.make_node("Add", ["scores_true", "dim_offset"], [out.name]))
-    onnx.save(model, onnx_path)
-    _describe(dest, manifest, f"drifts on purpose: score logits {logit_offset:+}")
-    return dest
 
 
 def raising(src: Path, dest: Path) -> Path:
