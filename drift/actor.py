@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from drift.monitor import MONITOR_NAME, DriftMonitor, post_webhook
-from serving.actors import TickingActor, ensure_actor, get_actor
+from serving.actors import TickingActor, ensure_actor, get_actor, lower_priority
 
 log = logging.getLogger("canaryserve.drift")
 PRUNE_EVERY_S = 3600.0
@@ -26,6 +26,9 @@ class MonitorActor(TickingActor):
         from serving import metrics
 
         super().__init__(config.drift.schedule_tick_s)
+        # Drift reports are background work: on a node shared with replicas they must not take
+        # CPU from requests. Again at each tick, for threads Ray or asyncio started since.
+        lower_priority(config.drift.monitor_nice, config.drift.monitor_idle)
         self._config = config
         data_dir = Path(registry["data_dir"])
         self._store = MlflowModelStore(
@@ -44,6 +47,25 @@ class MonitorActor(TickingActor):
         )
         self.target = self.monitor  # reports and views (``call``) are monitor methods
         self._last_prune = 0.0
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Pay the one-time costs (MLflow client, Evidently's lazy imports and first render,
+        seconds of CPU) at start, before traffic, not in the middle of it at the first report."""
+        import tempfile
+
+        import numpy as np
+        import pandas as pd
+
+        from drift.evidently_adapter import compute_drift
+
+        try:
+            self._champions()
+            frame = pd.DataFrame({"x": np.arange(40.0), "y": np.arange(40.0) % 7})
+            with tempfile.TemporaryDirectory() as tmp:
+                compute_drift(frame, frame, html_path=Path(tmp) / "warm.html")
+        except Exception as e:  # warm-up is an optimisation; the real calls report errors
+            log.warning("drift monitor warm-up failed: %r", e)
 
     def _champions(self) -> dict[str, int]:
         at, cached = self._aliases
@@ -57,6 +79,7 @@ class MonitorActor(TickingActor):
         return cached
 
     def tick(self) -> None:
+        lower_priority(self._config.drift.monitor_nice, self._config.drift.monitor_idle)
         self.monitor.run_scheduled()
         if time.time() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = time.time()

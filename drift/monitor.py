@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from drift.evidently_adapter import WorkspaceTarget, compute_drift
+from drift.features import FEATURES_VERSION
 from drift.reports import Report, ReportStore, new_report_id
 from drift.rows import PRED_PREFIX
 from drift.verdict import DriftVerdict
@@ -141,6 +142,14 @@ class DriftMonitor:
             self._refs[key] = cached
         if cached[1] is None:
             raise NoReference(f"{model} v{version} has no frozen drift reference in the registry")
+        made_with = cached[1][0].get("features", 1)
+        if made_with != FEATURES_VERSION:
+            # Rows from other feature definitions would "drift" for no reason the client caused.
+            raise NoReference(
+                f"{model} v{version}'s drift reference was computed with feature set "
+                f"v{made_with}; capture uses v{FEATURES_VERSION}. Freeze a new one "
+                "(bootstrap does this for the reference models)."
+            )
         return cached[1]
 
     def forget_reference(self, model: str, version: int) -> None:

@@ -5,7 +5,7 @@ does), deploys the default config twice (``drift.enabled`` true and false), and 
 ``POST /v1/models/detector:predict`` at concurrency 1, alternating on/off rounds so drift in
 machine load hits both arms alike:
 
-    .venv/bin/python -m load_tests.capture_cost [--seconds 15] [--rounds 2]
+    .venv/bin/python -m load_tests.capture_cost [--seconds 15] [--rounds 2] [--drift F=V ...]
 
 A benchmark, not a test: it prints a table and asserts nothing.
 """
@@ -33,7 +33,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument(
+        "--drift",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="drift setting for both arms, e.g. --drift monitor_nice=0 (repeatable)",
+    )
     args = ap.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.drift)
 
     import ray
     from ray import serve
@@ -57,16 +65,18 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             for enabled in (True, False):
-                cfg = base.model_copy(
-                    update={"drift": base.drift.model_copy(update={"enabled": enabled})}
+                drift = base.drift.model_validate(
+                    {**base.drift.model_dump(), **overrides, "enabled": enabled}
                 )
+                cfg = base.model_copy(update={"drift": drift})
                 deploy(cfg, store)
                 deadline = time.monotonic() + 120
                 while httpx.get(f"{url}/readyz", timeout=10).status_code != 200:
                     if time.monotonic() > deadline:
                         raise SystemExit("platform did not become ready")
                     time.sleep(1)
-                run_http(url, "/v1/models/detector:predict", body, 1, 3, "warm-up")
+                # Steady state: first calls warm the replicas, the capture thread and the monitor.
+                run_http(url, "/v1/models/detector:predict", body, 1, 8, "warm-up")
                 r = run_http(url, "/v1/models/detector:predict", body, 1, args.seconds, "detector")
                 p50s[enabled].append(r.pct(50))
                 p95s[enabled].append(r.pct(95))

@@ -121,12 +121,24 @@ def bootstrap(
 
 def _ensure_reference(store: ModelStore, ref: Reference) -> None:
     """Give a reference model's version its frozen drift reference if it has none (versions
-    registered before references existed, or without validation)."""
+    registered before references existed, or without validation), or replace one computed
+    with older feature definitions (the repo owns these models and their evaluation set)."""
+    import json
+
+    from drift.features import FEATURES_VERSION
     from model_registry.mlflow_store import TAG_REFERENCE
     from model_registry.validate import evaluation_reference
 
     info = store.get(f"{ref.name}/{ref.version}")
-    if TAG_REFERENCE in info.tags:
+    current = info.tags.get(TAG_REFERENCE)
+    if current and json.loads(current).get("features", 1) == FEATURES_VERSION:
         return
     frame = evaluation_reference(built_model_dir(ref), info.task or "detection")
-    store.log_reference(ref.name, ref.version, frame, source="evaluation")
+    store.log_reference(
+        ref.name,
+        ref.version,
+        frame,
+        source="evaluation",
+        features=FEATURES_VERSION,
+        replace=current is not None,
+    )

@@ -209,7 +209,14 @@ class MlflowModelStore(ModelStore):
             self._client.set_model_version_tag(name, str(version), key, str(value))
 
     def log_reference(
-        self, name: str, version: int, frame: Any, *, source: str, replace: bool = False
+        self,
+        name: str,
+        version: int,
+        frame: Any,
+        *,
+        source: str,
+        features: int = 1,
+        replace: bool = False,
     ) -> dict[str, Any]:
         """Freeze ``frame`` (a pandas DataFrame of feature rows) as the drift reference of
         ``name`` v``version``: a Parquet artifact of the version's run, found through a version
@@ -236,6 +243,7 @@ class MlflowModelStore(ModelStore):
             "rows": len(frame),
             "columns": [str(c) for c in frame.columns],
             "source": source,
+            "features": int(features),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         with self._translate():

@@ -283,9 +283,17 @@ class ModelStore(ABC):
     def set_tag(self, name: str, version: int, key: str, value: str) -> None: ...
 
     def log_reference(
-        self, name: str, version: int, frame: Any, *, source: str, replace: bool = False
+        self,
+        name: str,
+        version: int,
+        frame: Any,
+        *,
+        source: str,
+        features: int = 1,
+        replace: bool = False,
     ) -> dict[str, Any]:
-        """Freeze a drift reference (DataFrame of feature rows) with ``name`` v``version``."""
+        """Freeze a drift reference (DataFrame of feature rows) with ``name`` v``version``;
+        ``features`` is the version of the feature definitions that computed it."""
         raise NotImplementedError(f"{type(self).__name__} keeps no drift references")
 
     def reference(self, name: str, version: int) -> tuple[dict[str, Any], Any] | None:

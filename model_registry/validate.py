@@ -16,6 +16,7 @@ from typing import Any
 
 from deployments.loader import load_model
 from deployments.runtime import RuntimeSpec
+from drift.features import FEATURES_VERSION
 from model_registry.manifest import Manifest
 from model_registry.store import ModelStore, ModelVersionInfo
 from serving.errors import CanaryError, ModelValidationError
@@ -123,7 +124,9 @@ def register_checked(
     report = validate_model_dir(model_dir, runtime_spec)
     reference = evaluation_reference(Path(model_dir), report.manifest.task, runtime_spec)
     info = store.register(Path(model_dir), description=description, tags=tags)
-    store.log_reference(info.name, info.version, reference, source="evaluation")
+    store.log_reference(
+        info.name, info.version, reference, source="evaluation", features=FEATURES_VERSION
+    )
     return info
 
 
@@ -142,7 +145,7 @@ def evaluation_reference(
     from model_registry.store import hash_dir
 
     key = hashlib.sha256(json.dumps(hash_dir(model_dir), sort_keys=True).encode()).hexdigest()
-    cached = cache_dir() / "references" / f"{task}-{key[:24]}.parquet"
+    cached = cache_dir() / "references" / f"{task}-v{FEATURES_VERSION}-{key[:24]}.parquet"
     if cached.is_file():
         return pd.read_parquet(cached)
     frame = build_reference(load_model(model_dir, runtime_spec).predict, task)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,36 @@ from typing import Any
 
 log = logging.getLogger("canaryserve.actors")
 NAMESPACE = "canaryserve"
+
+
+def lower_priority(nice: int, idle: bool = False) -> None:
+    """Give every thread of this process the OS niceness ``nice`` (never raises it back).
+
+    On Linux niceness is per thread and a new thread inherits its creator's, so a process that
+    only calls ``os.nice`` from one thread keeps its other threads (an actor's event loop and
+    the executor threads it starts) at full priority; renicing each task fixes that. Called
+    again later it catches threads started since. Lowering one's own priority needs no
+    privilege; where ``/proc`` is missing, only the calling thread is lowered.
+
+    ``idle`` also moves every thread to ``SCHED_IDLE`` (Linux): nice 19 still competes for the
+    CPU with some weight and is not always preempted when a request-path process wakes up, an
+    idle-policy thread always is. It runs on CPU time nobody else wants."""
+    if nice <= 0 and not idle:
+        return
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        os.nice(max(0, nice - os.getpriority(os.PRIO_PROCESS, 0)))
+        return
+    idle_policy = getattr(os, "SCHED_IDLE", None) if idle else None
+    for tid in tids:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+            if idle_policy is not None and os.sched_getscheduler(tid) != idle_policy:
+                os.sched_setscheduler(tid, idle_policy, os.sched_param(0))
+        except OSError:
+            continue  # the thread ended in between
 
 
 class TickingActor:

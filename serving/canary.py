@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ray.exceptions import RayActorError
+
 from serving.breaker import Breakers
 from serving.compare import agreement
 from serving.config import CanarySpec, PlatformConfig
@@ -25,6 +27,23 @@ log = logging.getLogger("canaryserve.canary")
 MAX_PENDING_RECORDS = 20_000
 Nodes = tuple[tuple[str, str, str], ...]  # (node name, model, output kind)
 Capture = Callable[[Nodes, dict[str, int], dict[str, Any]], None]
+
+
+async def predict(handle: Any, item: Any, attempts: int = 3) -> Any:
+    """One item through a deployment handle, sent again if the replica holding it was lost.
+
+    A replica that dies mid-call (killed, OOM, its node gone) fails only the calls it held, with
+    ``RayActorError`` (``ActorDiedError``/``ActorUnavailableError``); inference is idempotent,
+    so the item goes to the deployment again and Serve's router picks a live replica. What a
+    model raised (``RayTaskError``) is an answer, not a lost replica, and is never retried."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await handle.predict.remote(item)
+        except RayActorError as e:
+            if attempt == attempts:
+                raise
+            log.warning("replica lost (%s); sending the item again", type(e).__name__)
+    raise AssertionError("unreachable")
 
 
 class ChallengerFailed(Exception):
@@ -141,7 +160,7 @@ class CanaryState:
             t0 = time.perf_counter()
             try:
                 h = handle(model, version)
-                calls = asyncio.gather(*(h.predict.remote(x) for x in items))
+                calls = asyncio.gather(*(predict(h, x) for x in items))
                 if on_challenger:
                     # A challenger that hangs (or whose replicas are gone) must not hold the
                     # caller: past its budget it counts as failed and the request re-runs.

@@ -194,6 +194,19 @@ class DriftSpec(_Strict):
         default=5.0, gt=0, description="A slower monitor counts the batch as dropped."
     )
     retention_days: float = Field(default=7.0, gt=0)
+    monitor_nice: int = Field(
+        default=19,
+        ge=0,
+        le=19,
+        description="OS niceness of the drift monitor's process: its reports (seconds of "
+        "Evidently CPU) yield to the serving replicas on a shared node.",
+    )
+    monitor_idle: bool = Field(
+        default=True,
+        description="Run the drift monitor under SCHED_IDLE (Linux): it only gets CPU the "
+        "replicas leave. On a saturated node capture then times out and rows are dropped "
+        "(counted), never requests slowed.",
+    )
     max_rows_per_window: int = Field(default=20_000, ge=100)
     window_rows: int = Field(default=500, ge=10, description="Newest rows a report judges.")
     min_rows: int = Field(default=30, ge=5, description="Fewer rows on a side: no verdict.")
@@ -202,7 +215,12 @@ class DriftSpec(_Strict):
     )
     method: str | None = Field(default=None, description="Evidently stattest for every column.")
     threshold: float | None = Field(default=None, gt=0)
-    report_every_rows: int = Field(default=200, ge=1)
+    report_every_rows: int = Field(
+        default=1000,
+        ge=1,
+        description="New live rows of a version that trigger a scheduled report (a report "
+        "costs about a CPU-second; drift moves over thousands of requests, not hundreds).",
+    )
     report_interval_s: float = Field(default=300.0, gt=0)
     schedule_tick_s: float = Field(default=2.0, gt=0, le=60)
     rollout_eval_interval_s: float = Field(

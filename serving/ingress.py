@@ -209,6 +209,7 @@ class Ingress:
         self._monitor: Any = None
         self._background: list[asyncio.Task[None]] = []
         self._capture: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._dropped_reported = 0
         self._in_flight: dict[str, int] = {}
         self._replica = uuid.uuid4().hex[:8]
@@ -221,6 +222,7 @@ class Ingress:
         if self._background and not any(t.done() for t in self._background):
             return
         loop = asyncio.get_running_loop()
+        self._loop = loop
         if self._capture is None and self._config.drift.enabled:
             spec = self._config.drift
             self._capture = CaptureQueue(
@@ -324,14 +326,23 @@ class Ingress:
         return self._monitor
 
     def _drift_sink(self, rows: list[dict[str, Any]]) -> None:
-        """Runs in the capture thread: hand a batch to the monitor, or raise (counted)."""
-        import ray
+        """Runs in the capture thread: hand a batch to the monitor, or raise (counted).
 
-        monitor = self._get_monitor()
+        The call itself is made on the replica's event loop, like every other Ray call of this
+        process: a blocking ``ray.get`` from a second thread stalled the loop (p95 of requests
+        doubled in ``load_tests/capture_cost``)."""
+        timeout = self._config.drift.send_timeout_s
+        assert self._loop is not None  # set before the capture queue exists
+        asyncio.run_coroutine_threadsafe(self._send_rows(rows, timeout), self._loop).result(
+            timeout + 1
+        )
+
+    async def _send_rows(self, rows: list[dict[str, Any]], timeout: float) -> None:
+        monitor = self._monitor or await asyncio.to_thread(self._get_monitor)
         if monitor is None:
             raise ServiceUnavailable("no drift monitor is running")
         try:
-            ray.get(monitor.ingest.remote(rows), timeout=self._config.drift.send_timeout_s)
+            await asyncio.wait_for(monitor.ingest.remote(rows), timeout)
         except Exception:
             self._monitor = None  # look it up again: Ray may have restarted it
             raise

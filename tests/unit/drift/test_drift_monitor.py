@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from drift.evidently_adapter import workspace_projects
+from drift.features import FEATURES_VERSION
 from drift.monitor import DriftMonitor
 from serving.config import DriftSpec
 from serving.errors import NoReference, UnknownReport
@@ -61,7 +62,9 @@ def setup(tmp_path: Path) -> tuple[DriftMonitor, Clock, list[dict[str, Any]]]:
         spec,
         tmp_path / "drift",
         references=lambda m, v: (
-            ({"n": 1, "source": "evaluation"}, refs[(m, v)]) if (m, v) in refs else None
+            ({"n": 1, "source": "evaluation", "features": FEATURES_VERSION}, refs[(m, v)])
+            if (m, v) in refs
+            else None
         ),
         champions=lambda: {"detector": 1},
         clock=clock,
@@ -174,11 +177,20 @@ def test_identical_paired_answers_do_not_drift(setup: Any) -> None:
     assert out["vs_champion"]["drift_share"] == 0.0
 
 
+def test_a_reference_from_older_feature_definitions_gives_no_verdict(tmp_path: Path) -> None:
+    old = {"n": 1, "source": "evaluation", "features": FEATURES_VERSION - 1}
+    monitor = DriftMonitor(
+        DriftSpec(), tmp_path, references=lambda m, v: (old, _frame(50, 0)), champions=dict
+    )
+    with pytest.raises(NoReference, match=f"feature set v{FEATURES_VERSION - 1}"):
+        monitor.report("detector", 1)
+
+
 def test_rows_and_reports_survive_a_restart_and_retention_prunes(tmp_path: Path) -> None:
     clock = Clock()
     ref = _frame(100, 0)
     kw: dict[str, Any] = {
-        "references": lambda m, v: ({"n": 1}, ref),
+        "references": lambda m, v: ({"n": 1, "features": FEATURES_VERSION}, ref),
         "champions": dict,
         "clock": clock,
     }

@@ -64,6 +64,17 @@ def test_size_cap_keeps_the_newest_rows_per_window() -> None:
     assert store.frame("detector", 2)["i"].tolist() == [99.0]
 
 
+def test_large_caps_are_enforced_every_tenth_of_the_cap() -> None:
+    clock = FakeClock()
+    store = WindowStore(max_rows_per_window=50, clock=clock)  # trims every 5 new rows
+    for i in range(57):
+        clock.advance(seconds=1)
+        store.append("detector", 1, {"i": float(i)})
+    kept = store.frame("detector", 1)["i"].tolist()
+    # Trimmed to the newest 50 at row 55; rows 56 and 57 came after: 52 rows, never over 55.
+    assert kept == [float(i) for i in range(5, 57)]
+
+
 def test_retention_drops_old_rows_as_the_clock_moves() -> None:
     clock = FakeClock()
     store = WindowStore(retention_days=2, clock=clock)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
+from drift.features import FEATURES_VERSION
 from model_registry import validate
 from model_registry.mlflow_store import MlflowModelStore
 from model_registry.validate import CHECKS, register_checked, validate_model_dir
@@ -190,6 +191,7 @@ def test_registration_freezes_the_evaluation_reference_in_mlflow(
     assert got is not None
     record, frame = got
     assert record["source"] == "evaluation" and record["rows"] == DEFAULT_ROWS["detection"]
+    assert record["features"] == FEATURES_VERSION
     assert len(frame) == DEFAULT_ROWS["detection"]
     assert {"brightness", "sharpness", "pred_count", "pred_box_area_share"} <= set(frame.columns)
     # Frozen: a second reference is refused unless replacing is asked for explicitly.
@@ -203,3 +205,27 @@ def test_registration_freezes_the_evaluation_reference_in_mlflow(
     # The reference tag is the platform's own record: users cannot overwrite it.
     with pytest.raises(BadRequest, match="reserved"):
         store.set_tag(info.name, info.version, "canaryserve.drift.reference", "{}")
+
+
+def test_bootstrap_refreezes_a_reference_model_reference_from_older_features(
+    store: MlflowModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_registry import bootstrap
+
+    model_dir = write_detector_dir(tmp_path / "det")
+    info = store.register(model_dir)
+    store.log_reference(info.name, info.version, _tiny_frame(), source="evaluation", features=1)
+    monkeypatch.setattr(bootstrap, "built_model_dir", lambda ref: model_dir)
+    ref = bootstrap.Reference("detector", 1, "detector-v1", "tiny", lambda p: p)
+    bootstrap._ensure_reference(store, ref)
+    record, frame = store.reference(info.name, info.version)  # type: ignore[misc]
+    assert (record["n"], record["features"]) == (2, FEATURES_VERSION)
+    assert len(frame) > len(_tiny_frame())
+    bootstrap._ensure_reference(store, ref)  # current: left alone
+    assert store.reference(info.name, info.version)[0]["n"] == 2  # type: ignore[index]
+
+
+def _tiny_frame() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"brightness": [1.0, 2.0], "pred_count": [0.0, 1.0]})
