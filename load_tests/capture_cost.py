@@ -80,9 +80,13 @@ def main() -> None:
                 r = run_http(url, "/v1/models/detector:predict", body, 1, args.seconds, "detector")
                 p50s[enabled].append(r.pct(50))
                 p95s[enabled].append(r.pct(95))
+                kept = ""
+                if enabled:  # a cheap capture that drops its rows would be no capture at all
+                    cap = httpx.get(f"{url}/v1/drift", timeout=30).json().get("capture", {})
+                    kept = f", rows sent {cap.get('sent_rows')} dropped {cap.get('dropped_rows')}"
                 print(
                     f"capture {'on ' if enabled else 'off'}: {r.requests} requests, "
-                    f"p50 {r.pct(50):.1f} ms, p95 {r.pct(95):.1f} ms, errors {r.errors}"
+                    f"p50 {r.pct(50):.1f} ms, p95 {r.pct(95):.1f} ms, errors {r.errors}{kept}"
                 )
     finally:
         serve.shutdown()
