@@ -680,7 +680,9 @@ class Ingress:
                 {"pipeline": name, "result": result, "input": meta}, request_id, decision
             )
 
-        return await self._timed(f"pipeline:{name}", request, work)
+        return await self._timed(
+            metrics.route_label("pipeline", name, self._config.pipelines), request, work
+        )
 
     @app.post(
         "/v1/models/{name}:predict",
@@ -733,7 +735,9 @@ class Ingress:
                 decision,
             )
 
-        return await self._timed(f"model:{name}", request, work)
+        return await self._timed(
+            metrics.route_label("model", name, self._config.models), request, work
+        )
 
     @app.get("/v1/models", summary="Registered versions, aliases, and what is served.")
     async def list_models(self, request: Request) -> dict[str, Any]:

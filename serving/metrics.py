@@ -271,6 +271,14 @@ def scrape_cluster(timeout_s: float = 5.0) -> str:
     return "".join(chunks)
 
 
+def route_label(kind: str, name: str, known: Any) -> str:
+    """``kind:name`` for a configured pipeline or model, ``kind:unknown`` for anything else.
+
+    The name comes from the URL: unchecked it would make a new series per typo (unbounded
+    label cardinality) and could hold characters metric tags cannot carry."""
+    return f"{kind}:{name}" if name in known else f"{kind}:unknown"
+
+
 def set_in_flight(route: str, replica: str, n: int) -> None:
     _metrics()["in_flight"].set(n, tags={"route": route, "replica": replica})
 
