@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from drift.monitor import MONITOR_NAME, DriftMonitor, post_webhook
+from serving import metrics
 from serving.actors import TickingActor, ensure_actor, get_actor, lower_priority
 
 log = logging.getLogger("canaryserve.drift")
@@ -23,7 +24,6 @@ ALIASES_TTL_S = 10.0
 class MonitorActor(TickingActor):
     def __init__(self, config: Any, registry: dict[str, str]) -> None:
         from model_registry.mlflow_store import MlflowModelStore
-        from serving import metrics
 
         super().__init__(config.drift.schedule_tick_s)
         # Drift reports are background work: on a node shared with replicas they must not take
@@ -81,6 +81,7 @@ class MonitorActor(TickingActor):
     def tick(self) -> None:
         lower_priority(self._config.drift.monitor_nice, self._config.drift.monitor_idle)
         self.monitor.run_scheduled()
+        metrics.refresh_gauges()  # drift gauges set at the last report, kept in Ray's export
         if time.time() - self._last_prune > PRUNE_EVERY_S:
             self._last_prune = time.time()
             log.info("drift retention: %s", self.monitor.prune())

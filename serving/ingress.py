@@ -253,6 +253,7 @@ class Ingress:
                 await self.reconcile()
             except Exception as e:  # keep serving with the last known routes
                 log.warning("reconcile failed: %r", e)
+            metrics.refresh_gauges()  # gauges not re-reported would age out of Ray's export
             await asyncio.sleep(self._config.canary.reconcile_interval_s)
 
     async def reconcile(self) -> None:

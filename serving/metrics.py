@@ -11,6 +11,7 @@ import on any machine.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 LATENCY_BUCKETS_S = [
@@ -194,6 +195,31 @@ def _metrics() -> dict[str, Any]:
     return out
 
 
+# Every gauge value this process set, to be set again by ``refresh_gauges``: Ray's metrics agent
+# evicts a gauge series that no process re-reported within two export intervals (finished
+# tasks, dead workers), so a value set once (a drift share after a report, an idle route's
+# zero in-flight count) would vanish from /metrics ~20 s later.
+_GAUGES: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+_GAUGES_LOCK = threading.Lock()
+
+
+def _set_gauge(key: str, value: float, tags: dict[str, str]) -> None:
+    with _GAUGES_LOCK:
+        _GAUGES[(key, tuple(sorted(tags.items())))] = float(value)
+    _metrics()[key].set(float(value), tags=tags)
+
+
+def refresh_gauges() -> int:
+    """Set every gauge this process set before to its last value again (from a periodic loop
+    of each process that sets gauges); returns how many series it refreshed."""
+    with _GAUGES_LOCK:
+        items = list(_GAUGES.items())
+    mt = _metrics()
+    for (key, tags), value in items:
+        mt[key].set(value, tags=dict(tags))
+    return len(items)
+
+
 def observe_drift(kind: str, data: dict[str, Any]) -> None:
     """The drift monitor's observer: rows persisted, reports made, alerts raised."""
     mt = _metrics()
@@ -203,15 +229,19 @@ def observe_drift(kind: str, data: dict[str, Any]) -> None:
     elif kind == "report":
         verdict = data["verdict"]
         base = {"model": data["model"], "version": str(data["version"])}
-        mt["drift_share"].set(verdict["drift_share"], tags={**base, "kind": data["kind"]})
+        _set_gauge("drift_share", verdict["drift_share"], {**base, "kind": data["kind"]})
         if data["kind"] == "reference":
             for f in verdict["features"]:
                 if f["score"] is not None:
-                    mt["drift_feature_score"].set(
-                        f["score"], tags={**base, "feature": f["name"], "method": f["method"]}
+                    _set_gauge(
+                        "drift_feature_score",
+                        f["score"],
+                        {**base, "feature": f["name"], "method": f["method"]},
                     )
-                mt["drift_feature_drifted"].set(
-                    1.0 if f["drifted"] else 0.0, tags={**base, "feature": f["name"]}
+                _set_gauge(
+                    "drift_feature_drifted",
+                    1.0 if f["drifted"] else 0.0,
+                    {**base, "feature": f["name"]},
                 )
     elif kind == "alert":
         mt["drift_alerts"].inc(1, tags={"model": data["model"], "version": str(data["version"])})
@@ -280,7 +310,7 @@ def route_label(kind: str, name: str, known: Any) -> str:
 
 
 def set_in_flight(route: str, replica: str, n: int) -> None:
-    _metrics()["in_flight"].set(n, tags={"route": route, "replica": replica})
+    _set_gauge("in_flight", n, {"route": route, "replica": replica})
 
 
 def count_rejected(route: str) -> None:
@@ -289,20 +319,19 @@ def count_rejected(route: str) -> None:
 
 def set_routes(routes: dict[str, Any], states: dict[str, str]) -> None:
     """Canary weight per served version and rollout state per model (reconcile loop)."""
-    mt = _metrics()
     for model, route in routes.items():
         weight = float(route.weight) if route.challenger is not None else 0.0
-        mt["canary_weight"].set(
-            100.0 - weight, tags={"model": model, "version": str(route.champion)}
+        _set_gauge(
+            "canary_weight", 100.0 - weight, {"model": model, "version": str(route.champion)}
         )
         if route.challenger is not None:
-            mt["canary_weight"].set(weight, tags={"model": model, "version": str(route.challenger)})
+            _set_gauge("canary_weight", weight, {"model": model, "version": str(route.challenger)})
         code = ROLLOUT_STATE_CODES.get(states.get(model, ""), 0)
-        mt["rollout_state"].set(float(code), tags={"model": model})
+        _set_gauge("rollout_state", float(code), {"model": model})
 
 
 def set_shadow_agreement(model: str, version: int, value: float) -> None:
-    _metrics()["shadow_agreement"].set(value, tags={"model": model, "version": str(version)})
+    _set_gauge("shadow_agreement", value, {"model": model, "version": str(version)})
 
 
 def observe_results(pipeline: str, confidences: list[float], alerts: list[str]) -> None:

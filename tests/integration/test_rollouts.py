@@ -263,6 +263,9 @@ def test_controller_restart_mid_rollout_resumes(
             timeout=180,
             what="step 1 reached",
         )
+        # What operations keep must outlive the controller: the audit trail and the metrics.
+        served_before = _served_total(client)
+        rid_before = _predict_request_id(client)
         old = get_controller()
         started_before = ray.get(old.ping.remote())["started_at"]
         ray.kill(old, no_restart=False)  # Ray restarts the actor; it reloads from SQLite
@@ -275,6 +278,23 @@ def test_controller_restart_mid_rollout_resumes(
         after = wait_for(progressed, timeout=180, interval=1, what="progress after the restart")
         started_after = ray.get(get_controller().ping.remote())["started_at"]
         assert started_after > started_before  # a new controller process did this
+        rid_after = _predict_request_id(client)
+        for rid in (rid_before, rid_after):
+            wait_for(
+                lambda rid=rid: client.get(f"/v1/audit/{rid}").status_code == 200,
+                timeout=30,
+                what=f"audit record {rid}",
+            )
+        # Counters kept counting across the restart (never reset, never lost).
+        wait_for(
+            lambda: _served_total(client) >= served_before + 2,
+            timeout=60,
+            interval=2,
+            what="request counters past their pre-restart value",
+        )
+        # The rollout's start, audited before the restart, is still in the trail.
+        admin = client.get("/v1/audit", params={"limit": 1000}).json()["admin"]
+        assert any(a["action"] == "rollout.start" and a["target"] == rid for a in admin), admin[:5]
         if after["state"] not in {"promoted", "rolled_back", "aborted"}:
             client.post(f"/v1/rollouts/{rid}/abort")
     assert after["state"] in {"progressing", "promoted"}, _summary(after)
@@ -310,3 +330,22 @@ def test_second_rollout_on_same_model_is_refused(
     assert client.get("/v1/rollouts/nope").json()["error"]["code"] == "unknown_rollout"
     bad_spec = client.post("/v1/rollouts", json={"model": "detector", "challenger_version": 99})
     assert bad_spec.status_code == 404
+
+
+def _predict_request_id(client: httpx.Client) -> str:
+    r = client.post("/v1/models/detector:predict", files={"image": ("a.png", IMAGE, "image/png")})
+    assert r.status_code == 200, r.text
+    return str(r.json()["request_id"])
+
+
+def _served_total(client: httpx.Client) -> float:
+    """Sum of the successful model:detector request counters scraped from /metrics."""
+    total = 0.0
+    for line in client.get("/metrics").text.splitlines():
+        if (
+            "canaryserve_requests_total{" in line
+            and 'route="model:detector"' in line
+            and 'status="200"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -100,3 +101,39 @@ def test_a_flood_beyond_admission_gets_503_with_retry_after_and_no_admitted_requ
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[503] > 0 and statuses[200] >= 30, statuses
     assert set(codes) == {"overloaded"} and retry_after == {"1"}
+
+
+def test_every_dashboard_panel_finds_its_series_on_the_live_metrics_endpoint(
+    client: httpx.Client, tmp_path: Any
+) -> None:
+    """Scrape ``/metrics`` after traffic; every metric a Grafana panel queries must be there.
+
+    This test sends the request traffic itself (a pipeline, a model route, an alerting clip);
+    rollouts, drift reports and the flood above ran earlier in the session, and their gauges
+    stay exported because each process re-reports them (``metrics.refresh_gauges``)."""
+    import json
+
+    from tests.integration.media import person_clip, video_bytes
+    from tests.unit.test_monitoring import MONITORING, panel_metrics
+
+    wanted = set().union(
+        *panel_metrics(json.loads((MONITORING / "grafana-dashboard.json").read_text())).values()
+    )
+    files = {"image": ("a.png", IMAGE, "image/png")}
+    assert client.post("/v1/pipelines/people", files=files).status_code == 200
+    assert client.post("/v1/models/detector:predict", files=files).status_code == 200
+    clip = video_bytes(person_clip(moving=True), tmp_path / "walk.mp4")
+    r = client.post("/v1/pipelines/watch", files={"video": ("walk.mp4", clip, "video/mp4")})
+    assert r.status_code == 200, r.text
+
+    def missing() -> set[str]:
+        names = set()
+        for line in client.get("/metrics").text.splitlines():
+            if line and not line.startswith("#"):
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                for suffix in ("_bucket", "_sum", "_count"):
+                    name = name.removesuffix(suffix)
+                names.add(name if name.startswith("ray_") else "ray_" + name)
+        return wanted - names
+
+    wait_for(lambda: not missing(), timeout=120, interval=3, what=lambda: f"series {missing()}")
