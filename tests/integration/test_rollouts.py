@@ -276,14 +276,18 @@ def test_controller_restart_mid_rollout_resumes(
             return d if ended or d.get("step_index", -1) > before["step_index"] else None
 
         after = wait_for(progressed, timeout=180, interval=1, what="progress after the restart")
+        if after["state"] not in {"promoted", "rolled_back", "aborted"}:
+            client.post(f"/v1/rollouts/{rid}/abort")  # before any check can fail: later tests
         started_after = ray.get(get_controller().ping.remote())["started_at"]
         assert started_after > started_before  # a new controller process did this
         rid_after = _predict_request_id(client)
-        for rid in (rid_before, rid_after):
+        for request_id in (rid_before, rid_after):
             wait_for(
-                lambda rid=rid: client.get(f"/v1/audit/{rid}").status_code == 200,
+                lambda request_id=request_id: (
+                    client.get(f"/v1/audit/{request_id}").status_code == 200
+                ),
                 timeout=30,
-                what=f"audit record {rid}",
+                what=f"audit record {request_id}",
             )
         # Counters kept counting across the restart (never reset, never lost).
         wait_for(
@@ -295,8 +299,6 @@ def test_controller_restart_mid_rollout_resumes(
         # The rollout's start, audited before the restart, is still in the trail.
         admin = client.get("/v1/audit", params={"limit": 1000}).json()["admin"]
         assert any(a["action"] == "rollout.start" and a["target"] == rid for a in admin), admin[:5]
-        if after["state"] not in {"promoted", "rolled_back", "aborted"}:
-            client.post(f"/v1/rollouts/{rid}/abort")
     assert after["state"] in {"progressing", "promoted"}, _summary(after)
     # It went on from where it was, not from the first step.
     steps = [e["weight"] for e in after["events"] if e["kind"] == "step"]
