@@ -14,7 +14,7 @@ import typer
 from serving.cli_drift import drift_app
 from serving.cli_http import URL_OPTION
 from serving.cli_http import api as _api
-from serving.cli_ops import audit_app, auth_line, keys_app
+from serving.cli_ops import audit_admin, audit_app, auth_line, keys_app
 from serving.errors import CanaryError
 
 app = typer.Typer(help="canaryserve: versioned vision models on Ray Serve.", no_args_is_help=True)
@@ -192,7 +192,9 @@ def models_register(
         if alias:
             store.set_alias(info.name, alias, info.version)
     except CanaryError as e:
+        audit_admin("model.register", str(model_dir), e.code)
         _fail(e)
+    audit_admin("model.register", f"{info.name}/{info.version}", source=str(model_dir), alias=alias)
     typer.echo(f"registered {info.name} v{info.version}" + (f" as @{alias}" if alias else ""))
 
 

@@ -103,6 +103,39 @@ def audit_purge(
     typer.echo(f"purged (older than {days:g} days): {store.purge(days)}")
 
 
+def audit_admin(action: str, target: str, outcome: str = "ok", **detail: Any) -> None:
+    """Record an admin action done from this CLI (the HTTP API records its own) in the
+    configured audit trail; the actor is ``cli:<OS user>``. A trail that cannot be written is
+    reported, but does not undo the action."""
+    import getpass
+    import time
+
+    from serving.audit import AdminRecord, open_store
+
+    cfg = _config(None)
+    if not cfg.audit.enabled:
+        return
+    try:
+        store = open_store(cfg.audit, _data_dir())
+        try:
+            store.write_admin(
+                [
+                    AdminRecord(
+                        ts=time.time(),
+                        actor=f"cli:{getpass.getuser()}",
+                        action=action,
+                        target=target,
+                        detail=detail,
+                        outcome=outcome,
+                    )
+                ]
+            )
+        finally:
+            store.close()
+    except Exception as e:
+        typer.secho(f"warning: audit record not written: {e}", fg=typer.colors.YELLOW, err=True)
+
+
 def _keys_file(config: Path | None) -> Path:
     return Path(_config(config).auth.keys_file_in(_data_dir()))
 
@@ -122,6 +155,7 @@ def keys_add(
     except ValueError as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
+    audit_admin("keys.add", name, role=role)
     typer.echo(f"{name} ({role}) added to {path}; the key (shown once):\n{key}")
 
 
@@ -140,4 +174,5 @@ def keys_revoke(name_or_id: str, config: Path | None = CONFIG_OPTION) -> None:
     if not revoke_key(_keys_file(config), name_or_id):
         typer.secho(f"error: no key {name_or_id!r}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
+    audit_admin("keys.revoke", name_or_id)
     typer.echo(f"revoked {name_or_id} (running ingress replicas pick it up on restart)")

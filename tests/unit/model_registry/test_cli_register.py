@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -21,6 +22,8 @@ def test_register_refuses_a_failing_model_and_registers_nothing(
     assert result.exit_code == 2
     assert "model_validation_failed" in result.output
     assert store.is_empty()
+    (refused,) = _admin_trail()
+    assert (refused["action"], refused["outcome"]) == ("model.register", "model_validation_failed")
 
 
 def test_register_then_list_with_alias(tmp_path: Path, store: MlflowModelStore) -> None:
@@ -43,3 +46,22 @@ def test_register_then_list_with_alias(tmp_path: Path, store: MlflowModelStore) 
     assert "detector  [challenger=v1]" in listing.output
     assert "user YOLO-pose export" in listing.output
     assert store.aliases("detector") == {"challenger": 1}
+    (record,) = _admin_trail()  # the registration is in the audit trail, with who did it
+    assert (record["action"], record["target"], record["outcome"]) == (
+        "model.register",
+        "detector/1",
+        "ok",
+    )
+    assert record["actor"].startswith("cli:") and record["detail"]["alias"] == "challenger"
+
+
+def _admin_trail() -> list[dict[str, Any]]:
+    from model_registry.settings import data_dir
+    from serving.audit import open_store
+    from serving.config import load_config
+
+    store = open_store(load_config(None).audit, data_dir())
+    try:
+        return store.query_admin(limit=10)
+    finally:
+        store.close()
