@@ -175,4 +175,4 @@ def keys_revoke(name_or_id: str, config: Path | None = CONFIG_OPTION) -> None:
         typer.secho(f"error: no key {name_or_id!r}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
     audit_admin("keys.revoke", name_or_id)
-    typer.echo(f"revoked {name_or_id} (running ingress replicas pick it up on restart)")
+    typer.echo(f"revoked {name_or_id} (ingress replicas apply it on their next request)")

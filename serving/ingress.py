@@ -26,10 +26,10 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from drift.capture import CaptureJob, CaptureQueue
-from serving import metrics
+from serving import admin, metrics
 from serving.audit import AdminRecord, RequestRecord, node_entry, open_store, sha256_hex
 from serving.audit_writer import AuditWriter
-from serving.auth import ApiKeyStore, check_access
+from serving.auth import ApiKeyStore, check_access, list_keys
 from serving.canary import CanaryState, ChallengerFailed
 from serving.config import PlatformConfig
 from serving.errors import (
@@ -214,6 +214,7 @@ class Ingress:
         self._in_flight: dict[str, int] = {}
         self._replica = uuid.uuid4().hex[:8]
         self._keys: Any = None
+        self._keys_stamp: int | None = None
         self._audit: Any = None
 
     # --- background: reconcile with the registry/controller, flush stats -----------------
@@ -398,9 +399,15 @@ class Ingress:
     def _access(self, request: Request, role: str) -> Any:
         """The caller's principal if it may use a route that needs ``role`` (else 401/403)."""
         policy = self._config.auth
-        if self._keys is None:
-            data_dir = Path(self._registry["data_dir"])
-            self._keys = ApiKeyStore.load(policy.keys_file_in(data_dir), os.environ)
+        path = self._keys_path()
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if self._keys is None or stamp != self._keys_stamp:
+            # Keys added or revoked (HTTP or CLI) take effect on the next request.
+            self._keys = ApiKeyStore.load(path, os.environ)
+            self._keys_stamp = stamp
         host = request.client.host if request.client else None
         principal = check_access(policy, self._keys, request.headers, host, role)
         request.state.caller = principal.name if principal.key_id else (host or "unknown")
@@ -984,6 +991,64 @@ class Ingress:
         )
         admin = await asyncio.to_thread(lambda: store.query_admin(since=since, limit=limit))
         return {"requests": requests, "admin": admin}
+
+    # --- admin: API keys and model registration --------------------------------------------
+
+    def _keys_path(self) -> Path:
+        return Path(self._config.auth.keys_file_in(Path(self._registry["data_dir"])))
+
+    @app.get("/v1/keys", summary="API keys (names, roles, ids; never secrets or hashes).")
+    async def keys_list(self, request: Request) -> dict[str, Any]:
+        self._access(request, "admin")
+        return {"keys": await asyncio.to_thread(list_keys, self._keys_path())}
+
+    @app.post("/v1/keys", summary="Create an API key; the key is in this answer only.")
+    async def keys_create(self, request: Request) -> JSONResponse:
+        who = self._access(request, "admin")
+        body = await self._json_body(request)
+        actor = self._actor(request, who)
+        target = str(body.get("name")) if isinstance(body, dict) else "?"
+        try:
+            out = await asyncio.to_thread(admin.create_key, self._keys_path(), body)
+        except CanaryError as e:
+            self._audit_admin(actor, "keys.add", target, e.code)
+            raise
+        self._audit_admin(actor, "keys.add", target, "ok", role=out["role"], id=out["id"])
+        return JSONResponse(out, status_code=201)
+
+    @app.delete("/v1/keys/{name_or_id}", summary="Revoke an API key.")
+    async def keys_revoke(self, name_or_id: str, request: Request) -> dict[str, Any]:
+        who = self._access(request, "admin")
+        actor = self._actor(request, who)
+        try:
+            await asyncio.to_thread(admin.delete_key, self._keys_path(), name_or_id)
+        except CanaryError as e:
+            self._audit_admin(actor, "keys.revoke", name_or_id, e.code)
+            raise
+        self._audit_admin(actor, "keys.revoke", name_or_id, "ok")
+        return {"revoked": name_or_id}
+
+    @app.post(
+        "/v1/models/{name}/versions",
+        summary="Check and register a model directory the platform can read as a new version.",
+    )
+    async def model_register(self, name: str, request: Request) -> JSONResponse:
+        who = self._access(request, "admin")
+        body = await self._json_body(request)
+        actor = self._actor(request, who)
+        try:
+            out = await asyncio.to_thread(admin.register, self._store(), name, body)
+        except CanaryError as e:
+            self._audit_admin(actor, "model.register", name, e.code, body=body)
+            raise
+        self._audit_admin(actor, "model.register", f"{name}/{out['version']}", "ok", body=body)
+        return JSONResponse(out, status_code=201)
+
+    async def _json_body(self, request: Request) -> Any:
+        try:
+            return await request.json()
+        except Exception:
+            raise InvalidInput("the body must be JSON") from None
 
     @app.get(
         "/metrics",

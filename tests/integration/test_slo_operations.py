@@ -103,6 +103,49 @@ def test_a_flood_beyond_admission_gets_503_with_retry_after_and_no_admitted_requ
     assert set(codes) == {"overloaded"} and retry_after == {"1"}
 
 
+def test_admin_routes_manage_keys_and_register_models_and_are_audited(
+    client: httpx.Client,
+) -> None:
+    from model_registry.bootstrap import built_model_dir, references
+
+    who = {"X-Actor": "carol"}
+    r = client.post("/v1/keys", json={"name": "ops-ci", "role": "operator"}, headers=who)
+    assert r.status_code == 201, r.text
+    assert r.json()["key"].startswith("cs_") and r.json()["role"] == "operator"
+    listed = client.get("/v1/keys").json()["keys"]
+    assert [k["role"] for k in listed if k["name"] == "ops-ci"] == ["operator"]
+    assert all("hash" not in k and "key" not in k for k in listed)
+    bad = client.post("/v1/keys", json={"name": "x", "role": "root"})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_input")
+    assert client.delete("/v1/keys/ops-ci", headers=who).status_code == 200
+    gone = client.delete("/v1/keys/ops-ci")
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "unknown_api_key")
+
+    action = next(ref for ref in references() if ref.name == "action")
+    source = str(built_model_dir(action))
+    wrong = client.post("/v1/models/ocr/versions", json={"source": source})
+    assert wrong.status_code == 422 and "holds model 'action'" in wrong.json()["error"]["message"]
+    r = client.post(
+        "/v1/models/action/versions", json={"source": source, "alias": "candidate"}, headers=who
+    )
+    assert r.status_code == 201, r.text
+    version = r.json()["version"]
+    registry = client.get("/v1/models").json()["registry"]["action"]
+    assert registry["aliases"]["candidate"] == version
+
+    def audited() -> set[tuple[str, str, str]] | None:
+        admin = client.get("/v1/audit", params={"limit": 200}).json()["admin"]
+        got = {(a["action"], a["target"], a["outcome"]) for a in admin if a["actor"] == "carol"}
+        want = {
+            ("keys.add", "ops-ci", "ok"),
+            ("keys.revoke", "ops-ci", "ok"),
+            ("model.register", f"action/{version}", "ok"),
+        }
+        return got if want <= got else None
+
+    wait_for(audited, timeout=30, what="admin actions in the audit trail")
+
+
 def test_every_dashboard_panel_finds_its_series_on_the_live_metrics_endpoint(
     client: httpx.Client, tmp_path: Any
 ) -> None:
