@@ -574,14 +574,22 @@ class Ingress:
         self._ensure_background()
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: every served model version answers.")
+    @app.get("/readyz", summary="Readiness: every model's champion answers.")
     async def readyz(self) -> JSONResponse:
+        """Ready when each model's champion answers (the version every request can fall back
+        to). Other versions are listed too, but a challenger that is failing or being drained
+        after a rollback must not take the whole ingress out of its load balancer: its breaker
+        and the champion fallback already keep requests off it."""
         self._ensure_background()
         checks: dict[str, str] = {}
         wanted = {m: set(v) for m, v in self._canary.running.items()}
+        required: set[str] = set()
         for model, route in self._canary.routes.items():
             wanted.setdefault(model, set()).update(route.served)
+            required.add(f"{model}-v{route.champion}")
         for model, versions in sorted(wanted.items()):
+            if not any(r.startswith(f"{model}-v") for r in required):
+                required.update(f"{model}-v{v}" for v in versions)  # no route yet: all of them
             for version in sorted(versions):
                 key = f"{model}-v{version}"
                 try:
@@ -589,9 +597,13 @@ class Ingress:
                     checks[key] = "ready"
                 except Exception:
                     checks[key] = "unavailable"
-        ready = bool(checks) and all(v == "ready" for v in checks.values())
+        ready = bool(checks) and all(checks.get(k) == "ready" for k in required)
         return JSONResponse(
-            {"status": "ready" if ready else "not_ready", "deployments": checks},
+            {
+                "status": "ready" if ready else "not_ready",
+                "deployments": checks,
+                "required": sorted(required),
+            },
             status_code=200 if ready else 503,
         )
 
