@@ -20,7 +20,7 @@ from ray.exceptions import RayActorError
 from serving.breaker import Breakers
 from serving.compare import agreement
 from serving.config import CanarySpec, PlatformConfig
-from serving.errors import ModelFailure
+from serving.errors import CanaryError, ModelFailure
 from serving.router import ModelRoute, Router, RoutingDecision
 
 log = logging.getLogger("canaryserve.canary")
@@ -169,6 +169,12 @@ class CanaryState:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # anything a replica raised, typed errors included
+                cause = getattr(e, "cause", e)
+                if isinstance(cause, CanaryError) and cause.status_code < 500 and not on_challenger:
+                    # The champion refused the input (e.g. too small for the model): the
+                    # caller's 4xx, not a model failure. (A challenger refusing what the
+                    # champion takes is the challenger's failure: the request re-runs.)
+                    raise cause from None
                 ms = (time.perf_counter() - t0) * 1000
                 if on_challenger and route is not None and route.challenger == version:
                     self.breakers.get(model, version).record_failure()

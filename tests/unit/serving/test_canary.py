@@ -57,3 +57,24 @@ def test_what_the_model_raised_is_not_retried() -> None:
     with pytest.raises(RayTaskError):
         asyncio.run(predict(handle, 1))
     assert handle.calls == 1
+
+
+def test_an_input_the_model_refuses_is_the_callers_4xx_not_a_model_failure() -> None:
+    from serving.canary import CanaryState
+    from serving.config import load_config
+    from serving.errors import InvalidInput, ModelFailure
+    from serving.router import RoutingDecision
+
+    state = CanaryState(load_config(None), {}, {"detector": [1]})
+    refused = RayTaskError("predict", "Traceback ...", InvalidInput("image 0 is 1x1"))
+    call = state.caller(
+        RoutingDecision({}), lambda m, v: _Handle([_raise(refused)]), "r1", versions={"detector": 1}
+    )
+    with pytest.raises(InvalidInput, match="1x1"):
+        asyncio.run(call("detector", [object()]))
+    crashed = RayTaskError("predict", "Traceback ...", RuntimeError("CUDA error"))
+    call = state.caller(
+        RoutingDecision({}), lambda m, v: _Handle([_raise(crashed)]), "r2", versions={"detector": 1}
+    )
+    with pytest.raises(ModelFailure):
+        asyncio.run(call("detector", [object()]))
