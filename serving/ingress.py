@@ -16,6 +16,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -475,6 +476,32 @@ class Ingress:
             )
         )
 
+    async def _audited(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        work: Any,
+        *,
+        done_target: Callable[[Any], str] | None = None,
+        done_detail: Callable[[Any], dict[str, Any]] | None = None,
+        **detail: Any,
+    ) -> Any:
+        """Await an admin action and audit its outcome, with who did it: the error code (and
+        the error goes on to the caller) or "ok" (the target and detail may come from the
+        result, e.g. the id of the rollout it started)."""
+        try:
+            out = await work
+        except CanaryError as e:
+            self._audit_admin(actor, action, target, e.code, **detail)
+            raise
+        if done_detail is not None:
+            detail = {**detail, **done_detail(out)}
+        self._audit_admin(
+            actor, action, done_target(out) if done_target else target, "ok", **detail
+        )
+        return out
+
     async def _timed(self, route: str, request: Request, work) -> JSONResponse:  # type: ignore[no-untyped-def]
         """Auth, admission control, then ``work``; every outcome is measured and audited."""
         self._ensure_background()
@@ -582,14 +609,17 @@ class Ingress:
         and the champion fallback already keep requests off it."""
         self._ensure_background()
         checks: dict[str, str] = {}
+        routes = self._canary.routes
         wanted = {m: set(v) for m, v in self._canary.running.items()}
-        required: set[str] = set()
-        for model, route in self._canary.routes.items():
+        for model, route in routes.items():
             wanted.setdefault(model, set()).update(route.served)
-            required.add(f"{model}-v{route.champion}")
+        # A model's champion; before the first reconcile gives it a route, all its versions.
+        required = {
+            f"{m}-v{v}"
+            for m, versions in wanted.items()
+            for v in ([routes[m].champion] if m in routes else versions)
+        }
         for model, versions in sorted(wanted.items()):
-            if not any(r.startswith(f"{model}-v") for r in required):
-                required.update(f"{model}-v{v}" for v in versions)  # no route yet: all of them
             for version in sorted(versions):
                 key = f"{model}-v{version}"
                 try:
@@ -847,19 +877,18 @@ class Ingress:
     @app.post("/v1/rollouts", summary="Start a rollout of a challenger version.", status_code=201)
     async def start_rollout(self, request: Request) -> JSONResponse:
         who = self._access(request, "operator")
-        try:
-            spec = await request.json()
-        except Exception:
-            raise InvalidInput("the rollout spec must be a JSON object") from None
+        spec = await self._json_body(request, "the rollout spec")
         if not isinstance(spec, dict):
             raise InvalidInput("the rollout spec must be a JSON object")
         actor = self._actor(request, who)
-        try:
-            out = await self._admin("start", spec, actor)
-        except CanaryError as e:
-            self._audit_admin(actor, "rollout.start", str(spec.get("model")), e.code, spec=spec)
-            raise
-        self._audit_admin(actor, "rollout.start", out["id"], "ok", spec=spec)
+        out = await self._audited(
+            actor,
+            "rollout.start",
+            str(spec.get("model")),
+            self._admin("start", spec, actor),
+            done_target=lambda out: out["id"],
+            spec=spec,
+        )
         return JSONResponse(out, status_code=201)
 
     @app.get("/v1/rollouts/{rollout_id}", summary="One rollout with its events.")
@@ -877,13 +906,9 @@ class Ingress:
         if action not in ROLLOUT_ACTIONS:
             raise InvalidInput(f"unknown action {action!r}; one of {list(ROLLOUT_ACTIONS)}")
         actor = self._actor(request, who)
-        try:
-            out = await self._admin(action, rollout_id, actor)
-        except CanaryError as e:
-            self._audit_admin(actor, f"rollout.{action}", rollout_id, e.code)
-            raise
-        self._audit_admin(actor, f"rollout.{action}", rollout_id, "ok")
-        return out
+        return await self._audited(
+            actor, f"rollout.{action}", rollout_id, self._admin(action, rollout_id, actor)
+        )
 
     # --- drift -------------------------------------------------------------------------------
 
@@ -1017,27 +1042,26 @@ class Ingress:
     @app.post("/v1/keys", summary="Create an API key; the key is in this answer only.")
     async def keys_create(self, request: Request) -> JSONResponse:
         who = self._access(request, "admin")
-        body = await self._json_body(request)
-        actor = self._actor(request, who)
+        body = await self._json_body(request, "the key request")
         target = str(body.get("name")) if isinstance(body, dict) else "?"
-        try:
-            out = await asyncio.to_thread(admin.create_key, self._keys_path(), body)
-        except CanaryError as e:
-            self._audit_admin(actor, "keys.add", target, e.code)
-            raise
-        self._audit_admin(actor, "keys.add", target, "ok", role=out["role"], id=out["id"])
+        out = await self._audited(
+            self._actor(request, who),
+            "keys.add",
+            target,
+            asyncio.to_thread(admin.create_key, self._keys_path(), body),
+            done_detail=lambda out: {"role": out["role"], "id": out["id"]},
+        )
         return JSONResponse(out, status_code=201)
 
     @app.delete("/v1/keys/{name_or_id}", summary="Revoke an API key.")
     async def keys_revoke(self, name_or_id: str, request: Request) -> dict[str, Any]:
         who = self._access(request, "admin")
-        actor = self._actor(request, who)
-        try:
-            await asyncio.to_thread(admin.delete_key, self._keys_path(), name_or_id)
-        except CanaryError as e:
-            self._audit_admin(actor, "keys.revoke", name_or_id, e.code)
-            raise
-        self._audit_admin(actor, "keys.revoke", name_or_id, "ok")
+        await self._audited(
+            self._actor(request, who),
+            "keys.revoke",
+            name_or_id,
+            asyncio.to_thread(admin.delete_key, self._keys_path(), name_or_id),
+        )
         return {"revoked": name_or_id}
 
     @app.post(
@@ -1046,21 +1070,22 @@ class Ingress:
     )
     async def model_register(self, name: str, request: Request) -> JSONResponse:
         who = self._access(request, "admin")
-        body = await self._json_body(request)
-        actor = self._actor(request, who)
-        try:
-            out = await asyncio.to_thread(admin.register, self._store(), name, body)
-        except CanaryError as e:
-            self._audit_admin(actor, "model.register", name, e.code, body=body)
-            raise
-        self._audit_admin(actor, "model.register", f"{name}/{out['version']}", "ok", body=body)
+        body = await self._json_body(request, "the registration")
+        out = await self._audited(
+            self._actor(request, who),
+            "model.register",
+            name,
+            asyncio.to_thread(admin.register, self._store(), name, body),
+            done_target=lambda out: f"{name}/{out['version']}",
+            body=body,
+        )
         return JSONResponse(out, status_code=201)
 
-    async def _json_body(self, request: Request) -> Any:
+    async def _json_body(self, request: Request, what: str) -> Any:
         try:
             return await request.json()
         except Exception:
-            raise InvalidInput("the body must be JSON") from None
+            raise InvalidInput(f"{what} must be a JSON object") from None
 
     @app.get(
         "/metrics",
