@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from deployments.runtime import RuntimeSpec
+from serving import metrics
 
 
 class ModelBinding(BaseModel):
@@ -67,8 +68,6 @@ class ModelServer:
         raise NotImplementedError
 
     async def _run_batch(self, items: list[Any]) -> list[Any]:
-        from serving import metrics
-
         t0 = time.perf_counter()
         # ORT releases the GIL; running it in a thread keeps the replica's loop (health checks,
         # the batch queue) responsive while a batch computes.

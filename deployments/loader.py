@@ -36,13 +36,13 @@ def load_model(model_dir: Path, runtime: RuntimeSpec | None = None) -> Model:
     manifest = Manifest.load(model_dir)
     spec = runtime or RuntimeSpec()
     if manifest.task == "detection":
-        from deployments.detector_model import DetectorModel
+        from deployments.models.detector_model import DetectorModel
 
         return DetectorModel(model_dir, manifest, spec)
     if manifest.task == "ocr":
-        from deployments.ocr_model import OcrModel
+        from deployments.models.ocr_model import OcrModel
 
         return OcrModel(model_dir, manifest, spec)
-    from deployments.action_model import ActionModel
+    from deployments.models.action_model import ActionModel
 
     return ActionModel(model_dir, manifest, spec)

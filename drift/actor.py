@@ -12,9 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
+
 from drift.monitor import MONITOR_NAME, DriftMonitor, post_webhook
+from model_registry.mlflow_store import MlflowModelStore
+from model_registry.settings import RegistryRef
 from serving import metrics
-from serving.actors import TickingActor, ensure_actor, get_actor, lower_priority
+from serving.cluster.actors import TickingActor, ensure_actor, get_actor, lower_priority
+from serving.config import PlatformConfig
+from serving.rollouts.evidence import DriftEvidence
 
 log = logging.getLogger("canaryserve.drift")
 PRUNE_EVERY_S = 3600.0
@@ -22,17 +28,15 @@ ALIASES_TTL_S = 10.0
 
 
 class MonitorActor(TickingActor):
-    def __init__(self, config: Any, registry: dict[str, str]) -> None:
-        from model_registry.mlflow_store import MlflowModelStore
-
+    def __init__(self, config: PlatformConfig, registry: RegistryRef) -> None:
         super().__init__(config.drift.schedule_tick_s)
         # Drift reports are background work: on a node shared with replicas they must not take
         # CPU from requests. Again at each tick, for threads Ray or asyncio started since.
         lower_priority(config.drift.monitor_nice, config.drift.monitor_idle)
         self._config = config
-        data_dir = Path(registry["data_dir"])
+        data_dir = registry.data_path
         self._store = MlflowModelStore(
-            tracking_uri=registry["tracking_uri"], models_dir=data_dir / "models"
+            tracking_uri=registry.tracking_uri, models_dir=registry.models_dir
         )
         self._aliases: tuple[float, dict[str, int]] = (0.0, {})
         spec = config.drift
@@ -93,9 +97,22 @@ class MonitorActor(TickingActor):
         return await asyncio.to_thread(self.monitor.ingest, rows)
 
 
-def ensure_monitor(config: Any, registry: dict[str, str]) -> Any:
+def ensure_monitor(config: PlatformConfig, registry: RegistryRef) -> Any:
     return ensure_actor(MonitorActor, MONITOR_NAME, config, registry)
 
 
 def get_monitor() -> Any | None:
     return get_actor(MONITOR_NAME)
+
+
+def rollout_drift(
+    model: str, champion: int, challenger: int, since: float, min_rows: int
+) -> DriftEvidence | None:
+    """The rollout controller's drift source: what the monitor measured for a rollout window
+    (None when no monitor runs). Handed to the controller by app assembly."""
+    monitor = get_monitor()
+    if monitor is None:
+        return None
+    ref = monitor.call.remote("rollout_drift", model, champion, challenger, since, min_rows)
+    evidence: DriftEvidence | None = ray.get(ref, timeout=120)
+    return evidence

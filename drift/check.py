@@ -1,7 +1,8 @@
 """The ``prediction_drift`` rollout check: does the challenger answer unlike the champion?
 
-It judges what the drift monitor measured for the rollout window (``WindowStats.extra``, filled
-by the controller from ``DriftMonitor.rollout_drift``), on prediction features only:
+It judges what the drift monitor measured for the rollout window (a
+:class:`~serving.rollouts.evidence.DriftEvidence` in ``WindowStats.extra``, filled by the
+controller from ``DriftMonitor.rollout_drift``), on prediction features only:
 
 - ``vs_champion``: the challenger's shadow answers against the champion's answers to the same
   requests. Inputs are identical, so any drift is the model's doing;
@@ -12,23 +13,17 @@ by the controller from ``DriftMonitor.rollout_drift``), on prediction features o
 ``threshold`` is the share of prediction features allowed to drift (fails at or above it);
 ``min_samples`` (default: the rollout's ``min_requests``) is the rows needed on each side.
 A failed result carries the id of the report that showed the drift.
+
+Importing this module registers nothing: app assembly hands ``PredictionDriftCheck()`` to the
+rollout controller, which registers it (``serving.rollouts.checks.register_check``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from serving.rollouts.checks import PHASES, CheckResult, CheckSpec, WindowStats
+from serving.rollouts.evidence import PREDICTION_DRIFT, DriftComparison, DriftEvidence
 
-from serving.checks import PHASES, CheckResult, WindowStats, register_check
-
-if TYPE_CHECKING:
-    from serving.rollout_spec import CheckSpec
-
-NAME = "prediction_drift"
-
-
-def _judged(entry: dict[str, Any] | None) -> bool:
-    """A comparison that reached a verdict (enough rows on both sides)."""
-    return entry is not None and entry.get("status") not in (None, "insufficient_data")
+NAME = PREDICTION_DRIFT
 
 
 class PredictionDriftCheck:
@@ -44,33 +39,30 @@ class PredictionDriftCheck:
 
     def evaluate(self, stats: WindowStats, spec: CheckSpec, min_requests: int) -> CheckResult:
         data = stats.extra.get(self.name)
-        if not data:
+        if not isinstance(data, DriftEvidence):
             return CheckResult(self.name, None, None, spec.threshold, "no drift data yet")
-        judged: list[tuple[str, dict[str, Any]]] = []
-        if _judged(data.get("vs_champion")):
-            judged.append(("challenger vs champion (paired)", data["vs_champion"]))
-        champion_moved = _judged(data.get("champion_vs_reference")) and (
-            float(data["champion_vs_reference"]["drift_share"]) >= spec.threshold
+        paired, mine, baseline = data.vs_champion, data.vs_reference, data.champion_vs_reference
+        judged: list[tuple[str, DriftComparison]] = []
+        if paired is not None and paired.judged:
+            judged.append(("challenger vs champion (paired)", paired))
+        champion_moved = (
+            baseline is not None and baseline.judged and baseline.drift_share >= spec.threshold
         )
-        if _judged(data.get("vs_reference")) and not champion_moved:
-            judged.append(("challenger vs its reference", data["vs_reference"]))
+        if mine is not None and mine.judged and not champion_moved:
+            judged.append(("challenger vs its reference", mine))
         if not judged:
-            detail = f"{data.get('pairs', 0)} paired requests; not enough rows for a verdict"
+            detail = f"{data.pairs} paired requests; not enough rows for a verdict"
             if champion_moved:
                 detail += "; the champion drifts from its reference too (traffic moved)"
             return CheckResult(self.name, None, None, spec.threshold, detail)
-        what, worst = max(judged, key=lambda item: float(item[1]["drift_share"]))
-        share = float(worst["drift_share"])
-        drifted = ", ".join(worst.get("drifted_features") or []) or "none"
+        what, worst = max(judged, key=lambda item: item[1].drift_share)
+        share = float(worst.drift_share)
+        drifted = ", ".join(worst.drifted_features) or "none"
         return CheckResult(
             self.name,
             share < spec.threshold,
             share,
             spec.threshold,
-            f"{what}: drifted {drifted} ({worst['current_rows']} rows); "
-            f"report {worst['report_id']}",
-            report_id=worst["report_id"],
+            f"{what}: drifted {drifted} ({worst.current_rows} rows); report {worst.report_id}",
+            report_id=worst.report_id,
         )
-
-
-register_check(PredictionDriftCheck())

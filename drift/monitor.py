@@ -37,6 +37,7 @@ from drift.verdict import DriftVerdict
 from drift.windows import META_KEYS, TS_COLUMN, WindowStore
 from serving.config import DriftSpec
 from serving.errors import NoReference
+from serving.rollouts.evidence import DriftComparison, DriftEvidence
 
 log = logging.getLogger("canaryserve.drift")
 MONITOR_NAME = "canaryserve-drift"
@@ -72,6 +73,10 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _comparison(report: dict[str, Any]) -> DriftComparison:
+    return DriftComparison.model_validate(_summary(report))
+
+
 class DriftMonitor:
     def __init__(
         self,
@@ -105,7 +110,7 @@ class DriftMonitor:
         self._last: dict[tuple[str, str], float] = defaultdict(lambda: started)
         self._refs: dict[tuple[str, int], tuple[float, Any]] = {}
         self._rollout_cache: dict[
-            tuple[str, int, int, float], tuple[float, tuple[int, int], Any]
+            tuple[str, int, int, float], tuple[float, tuple[int, int], DriftEvidence]
         ] = {}
         self._alerted: dict[tuple[str, str], float] = {}
         self._lock = threading.RLock()
@@ -263,7 +268,7 @@ class DriftMonitor:
 
     def rollout_drift(
         self, model: str, champion: int, challenger: int, since: float, min_rows: int
-    ) -> dict[str, Any]:
+    ) -> DriftEvidence:
         """What the ``prediction_drift`` check judges, for the rollout window since ``since``."""
         key = (model, int(champion), int(challenger), float(since))
         shadow = self.windows.frame(model, challenger, source="shadow", since=since)
@@ -274,8 +279,8 @@ class DriftMonitor:
         if cached is not None and (
             cached[1] == counts or now - cached[0] < self.spec.rollout_eval_interval_s
         ):
-            return dict(cached[2])
-        out: dict[str, Any] = {"pairs": 0}
+            return cached[2]
+        found: dict[str, Any] = {"pairs": 0}
         if len(shadow):
             champ = self.windows.frame(
                 model, champion, since=since - PAIR_SLACK_S, request_ids=shadow["request_id"]
@@ -283,8 +288,8 @@ class DriftMonitor:
             champ = champ.drop_duplicates("request_id", keep="last").set_index("request_id")
             mine = shadow.drop_duplicates("request_id", keep="last").set_index("request_id")
             both = champ.index.intersection(mine.index)
-            out["pairs"] = len(both)
-            out["vs_champion"] = _summary(
+            found["pairs"] = len(both)
+            found["vs_champion"] = _comparison(
                 self._compare(
                     model,
                     str(challenger),
@@ -311,7 +316,7 @@ class DriftMonitor:
                 record, ref = self.reference(model, version)
             except NoReference:
                 continue
-            out[name] = _summary(
+            found[name] = _comparison(
                 self._compare(
                     model,
                     str(version),
@@ -324,8 +329,9 @@ class DriftMonitor:
                     min_rows=min_rows,
                 )
             )
+        out = DriftEvidence.model_validate(found)
         self._rollout_cache[key] = (now, counts, out)
-        return dict(out)
+        return out
 
     # --- alerts ------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ window against its own reference (``"challenger_vs_reference"``).
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -155,7 +156,7 @@ class ReportStore:
             rows = self._db.execute(sql, [*args, max(0, limit)]).fetchall()
         return [json.loads(r[0]) for r in rows]
 
-    def latest(self, kind: str = "reference") -> list[dict[str, Any]]:
+    def latest(self, kind: str = "reference") -> builtins.list[dict[str, Any]]:
         """The newest report of ``kind`` per (model, version)."""
         with self._lock:
             rows = self._db.execute(
@@ -181,7 +182,7 @@ class ReportStore:
                 ),
             )
 
-    def alerts(self, limit: int = 20) -> list[dict[str, Any]]:
+    def alerts(self, limit: int = 20) -> builtins.list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT record FROM alerts ORDER BY created_at DESC LIMIT ?", (limit,)

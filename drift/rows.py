@@ -24,7 +24,7 @@ from drift.features import (
 )
 
 PRED_PREFIX = "pred_"
-# Output kinds of model ops (serving.ops) that have prediction features.
+# Output kinds of model ops (serving.pipelines.ops) that have prediction features.
 MODEL_OUTPUT_KINDS = ("detections", "frame_detections", "text", "actions")
 
 

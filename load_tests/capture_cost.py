@@ -46,8 +46,8 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from model_registry.bootstrap import bootstrap
     from model_registry.mlflow_store import MlflowModelStore
+    from model_registry.references.bootstrap import bootstrap
     from serving.app import deploy
     from serving.config import load_config
 

@@ -10,6 +10,7 @@ trained reference models) and ``models/`` (verified local copies of registered v
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 ENV_DATA_DIR = "CANARYSERVE_DATA_DIR"
@@ -48,3 +49,24 @@ def local_models_dir() -> Path:
     path = data_dir() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@dataclass(frozen=True)
+class RegistryRef:
+    """Where a process finds the registry and the data dir; handed to every actor and replica
+    (they may run on another node, where the environment is not the driver's)."""
+
+    tracking_uri: str
+    data_dir: str
+
+    @classmethod
+    def from_env(cls) -> RegistryRef:
+        return cls(tracking_uri=tracking_uri(), data_dir=str(data_dir()))
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.data_dir) / "models"

@@ -10,22 +10,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from deployments.runtime import RuntimeSpec
+from serving.access import AuthPolicy
 from serving.audit import AuditSpec
-from serving.auth import AuthPolicy
 from serving.errors import ConfigError, validation_lines
-from serving.ops import OPS, PIPELINE_INPUT_KINDS
+from serving.pipelines.spec import PipelineSpec, check_pipeline
+from serving.schema import Strict
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AutoscalingSpec(_Strict):
+class AutoscalingSpec(Strict):
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=1, ge=1)
     initial_replicas: int | None = Field(default=None, ge=0)
@@ -44,7 +41,7 @@ class AutoscalingSpec(_Strict):
         return self
 
 
-class DeploymentSpec(_Strict):
+class DeploymentSpec(Strict):
     """Ray Serve resources of one model version's replicas."""
 
     num_cpus: float = Field(default=0.25, ge=0, description="Fractional CPUs are allowed.")
@@ -71,12 +68,12 @@ class DeploymentSpec(_Strict):
         return opts
 
 
-class BatchingSpec(_Strict):
+class BatchingSpec(Strict):
     max_batch_size: int = Field(default=8, ge=1, le=256)
     batch_wait_timeout_s: float = Field(default=0.005, ge=0, le=5)
 
 
-class ModelSpec(_Strict):
+class ModelSpec(Strict):
     """A registered model and which of its versions to serve (each gets its own deployment)."""
 
     versions: list[str] = Field(
@@ -97,25 +94,7 @@ class ModelSpec(_Strict):
         return self
 
 
-class NodeSpec(_Strict):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    op: str
-    inputs: list[str] = Field(min_length=1)
-    model: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class PipelineSpec(_Strict):
-    input: Literal["image", "frames"]
-    description: str = ""
-    nodes: list[NodeSpec] = Field(min_length=1)
-    output: dict[str, str] = Field(
-        description="Response field -> node whose result it carries.", min_length=1
-    )
-    timeout_s: float = Field(default=60.0, gt=0)
-
-
-class LimitsSpec(_Strict):
+class LimitsSpec(Strict):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_video_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
@@ -123,7 +102,7 @@ class LimitsSpec(_Strict):
     max_frame_side: int = Field(default=1280, gt=0, description="Larger frames are downscaled.")
 
 
-class IngressSpec(_Strict):
+class IngressSpec(Strict):
     num_cpus: float = Field(default=0.1, ge=0)
     num_replicas: int = Field(default=1, ge=1)
     max_ongoing_requests: int = Field(default=64, ge=1)
@@ -149,7 +128,7 @@ class IngressSpec(_Strict):
         return self
 
 
-class ServerSpec(_Strict):
+class ServerSpec(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     ray_num_cpus: int | None = Field(default=None, ge=1)
@@ -157,7 +136,7 @@ class ServerSpec(_Strict):
     metrics_export_port: int = Field(default=8080, ge=1, le=65535)
 
 
-class CanarySpec(_Strict):
+class CanarySpec(Strict):
     """How the serving side follows rollouts (the rollout policy itself is per rollout spec)."""
 
     reconcile_interval_s: float = Field(
@@ -180,7 +159,7 @@ class CanarySpec(_Strict):
     )
 
 
-class DriftSpec(_Strict):
+class DriftSpec(Strict):
     """Drift capture (ingress), windows, scheduled reports and alerts (drift monitor)."""
 
     enabled: bool = True
@@ -232,7 +211,7 @@ class DriftSpec(_Strict):
     alert_cooldown_s: float = Field(default=3600.0, ge=0)
 
 
-class PlatformConfig(_Strict):
+class PlatformConfig(Strict):
     auth: AuthPolicy = Field(default_factory=AuthPolicy)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
@@ -246,59 +225,8 @@ class PlatformConfig(_Strict):
     @model_validator(mode="after")
     def _graphs(self) -> PlatformConfig:
         for pname, pipe in self.pipelines.items():
-            _check_pipeline(pname, pipe, self.models)
+            check_pipeline(pname, pipe, {m: spec.task for m, spec in self.models.items()})
         return self
-
-
-def _check_pipeline(pname: str, pipe: PipelineSpec, models: dict[str, ModelSpec]) -> None:
-    """Check a DAG: ops exist, inputs are earlier nodes (so no cycles), kinds line up."""
-    kinds: dict[str, str] = {"input": pipe.input, pipe.input: pipe.input}
-    for i, node in enumerate(pipe.nodes):
-        where = f"pipelines.{pname}.nodes[{i}] ({node.name!r})"
-        if node.name in kinds:
-            raise ValueError(f"{where}: name {node.name!r} is used twice or shadows the input")
-        op = OPS.get(node.op)
-        if op is None:
-            raise ValueError(f"{where}: unknown op {node.op!r}; known ops: {sorted(OPS)}")
-        if len(node.inputs) != len(op.inputs):
-            raise ValueError(
-                f"{where}: op {node.op!r} takes inputs {list(op.inputs)}, got {node.inputs!r}"
-            )
-        for src, want in zip(node.inputs, op.inputs, strict=True):
-            if src not in kinds:
-                raise ValueError(
-                    f"{where}: input {src!r} is not the pipeline input or an earlier node "
-                    f"(have {sorted(kinds)})"
-                )
-            if kinds[src] != want:
-                raise ValueError(
-                    f"{where}: input {src!r} gives {kinds[src]!r} but op {node.op!r} needs {want!r}"
-                )
-        if op.task is not None:
-            if node.model is None:
-                raise ValueError(f"{where}: op {node.op!r} needs a 'model' ({op.task} model)")
-            spec = models.get(node.model)
-            if spec is None:
-                raise ValueError(
-                    f"{where}: model {node.model!r} is not in models: {sorted(models)}"
-                )
-            if spec.task != op.task:
-                raise ValueError(
-                    f"{where}: op {node.op!r} needs a {op.task} model, "
-                    f"{node.model!r} is {spec.task}"
-                )
-        elif node.model is not None:
-            raise ValueError(f"{where}: op {node.op!r} takes no model, got {node.model!r}")
-        try:
-            op.validate_params(node.params)
-        except ValueError as e:
-            raise ValueError(f"{where}: bad params {node.params!r}: {e}") from None
-        kinds[node.name] = op.output
-    for field, src in pipe.output.items():
-        if src not in kinds or src in ("input", pipe.input):
-            raise ValueError(f"pipelines.{pname}.output.{field}: {src!r} is not a node")
-    if pipe.input not in PIPELINE_INPUT_KINDS:  # pragma: no cover - Literal guards it
-        raise ValueError(f"pipelines.{pname}.input: {pipe.input!r}")
 
 
 def load_config(

@@ -186,7 +186,7 @@ def _metrics() -> dict[str, Any]:
     for key, (kind, name, description, tags, buckets) in _SPECS.items():
         if kind == "histogram":
             out[key] = m.Histogram(
-                PREFIX + name, description=description, boundaries=buckets, tag_keys=tags
+                PREFIX + name, description=description, boundaries=buckets or [], tag_keys=tags
             )
         elif kind == "counter":
             out[key] = m.Counter(PREFIX + name, description=description, tag_keys=tags)

@@ -92,8 +92,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def store(data_dir: Path) -> Any:
-    from model_registry.bootstrap import bootstrap
     from model_registry.mlflow_store import MlflowModelStore
+    from model_registry.references.bootstrap import bootstrap
 
     s = MlflowModelStore()
     bootstrap(s)

@@ -2,8 +2,8 @@
 
 The champion detector is redeployed with two replicas for this test (and back to one after).
 One replica actor is killed with ``ray.kill`` mid-load: the calls it held are sent again to
-the deployment (``serving.canary.predict``), Serve's router sends new ones to the survivor,
-and Serve's controller starts a replacement.
+the deployment (``serving.inference.routing.predict``), Serve's router sends new ones to the
+survivor, and Serve's controller starts a replacement.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def test_killing_a_replica_mid_load_loses_under_one_percent(
 ) -> None:
     import ray
 
-    from serving.app import deploy_version, plan_deployments
+    from serving.app import plan_deployments
+    from serving.cluster.versions import LocalVersionApps
 
     champion = store.aliases("detector")["champion"]
     binding = next(
@@ -65,7 +66,7 @@ def test_killing_a_replica_mid_load_loses_under_one_percent(
             }
         }
     )
-    deploy_version(two, binding)
+    LocalVersionApps(two).deploy(binding)
     try:
         wait_for(lambda: _running(app) == 2 and len(_replicas(app)) == 2, 120, what="2 replicas")
         before = {a["name"] for a in _replicas(app)}
@@ -102,7 +103,7 @@ def test_killing_a_replica_mid_load_loses_under_one_percent(
         for t in threads:
             t.join(timeout=120)
     finally:
-        deploy_version(platform_config, binding)
+        LocalVersionApps(platform_config).deploy(binding)
 
     total = outcomes.total()
     errors = {k: n for k, n in outcomes.items() if k != "ok"}

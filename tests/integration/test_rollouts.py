@@ -242,7 +242,7 @@ def test_controller_restart_mid_rollout_resumes(
 ) -> None:
     import ray
 
-    from serving.controller import get_controller
+    from serving.rollouts.actor import get_controller
 
     champion = store.aliases("detector")["champion"]
     other = 1 if champion == 2 else 2

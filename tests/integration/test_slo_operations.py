@@ -106,7 +106,7 @@ def test_a_flood_beyond_admission_gets_503_with_retry_after_and_no_admitted_requ
 def test_admin_routes_manage_keys_and_register_models_and_are_audited(
     client: httpx.Client,
 ) -> None:
-    from model_registry.bootstrap import built_model_dir, references
+    from model_registry.references.bootstrap import built_model_dir, references
 
     who = {"X-Actor": "carol"}
     r = client.post("/v1/keys", json={"name": "ops-ci", "role": "operator"}, headers=who)

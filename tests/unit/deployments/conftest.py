@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model_registry.reference_detector import build_detector_v1, build_detector_v2
+from model_registry.references.detector import build_detector_v1, build_detector_v2
 
 
 @pytest.fixture(scope="session")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deployments.action_features import (
+from deployments.models.action_features import (
     FEATURE_NAMES,
     NUM_FEATURES,
     batch_features,
     reference_box,
     track_features,
 )
+from deployments.models.yolo_pose import KEYPOINT_NAMES
 from deployments.types import Detection, Keypoint, Track, TrackPoint
-from deployments.yolo_pose import KEYPOINT_NAMES
-from model_registry.train_action import LABELS, generate_track
+from model_registry.references.action_training import LABELS, generate_track
 
 COCO = KEYPOINT_NAMES  # the 17 COCO names a YOLO-pose detector reports
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deployments.action_model import ActionModel
 from deployments.loader import load_model
+from deployments.models.action_model import ActionModel
 from deployments.runtime import RuntimeSpec
 from deployments.types import Detection, Keypoint, Track, TrackPoint
 from model_registry.manifest import Manifest
-from model_registry.train_action import LABELS, build_action_v1, generate_track
+from model_registry.references.action_training import LABELS, build_action_v1, generate_track
 from serving.errors import InvalidInput, ManifestError, ModelValidationError
-from serving.tracker import track_detections
+from serving.pipelines.tracker import track_detections
 
 
 def built_action_v1(factory: pytest.TempPathFactory) -> Path:

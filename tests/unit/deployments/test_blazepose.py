@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from deployments import blazepose
-from deployments.detector_model import letterbox
+from deployments.models import blazepose
+from deployments.models.detector_model import letterbox
 
 
 @pytest.fixture(scope="module")

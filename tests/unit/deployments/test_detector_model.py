@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import skimage.data
 
-from deployments.blazepose import KEYPOINT_NAMES
-from deployments.detector_model import DetectorModel, Tiling, letterbox
 from deployments.loader import load_model
+from deployments.models.blazepose import KEYPOINT_NAMES
+from deployments.models.detector_model import DetectorModel, Tiling, letterbox
 from deployments.runtime import RuntimeSpec
 from model_registry.manifest import InputSpec, Manifest
 from serving.errors import InvalidInput, ManifestError, ModelValidationError

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import skimage.data
 
-from deployments import ocr_det, ocr_rec
 from deployments.loader import load_model
-from deployments.ocr_model import OcrModel
+from deployments.models import ocr_det, ocr_rec
+from deployments.models.ocr_model import OcrModel
 from deployments.runtime import RuntimeSpec
 from model_registry.manifest import Manifest
-from model_registry.reference_ocr import build_ocr_v1, build_ocr_v2
+from model_registry.references.ocr import build_ocr_v1, build_ocr_v2
 from serving.errors import InvalidInput, ManifestError, ModelValidationError
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX

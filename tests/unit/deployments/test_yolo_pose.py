@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deployments import yolo_pose
-from deployments.detector_model import DetectorModel
+from deployments.models import yolo_pose
+from deployments.models.detector_model import DetectorModel
 from deployments.runtime import RuntimeSpec
 from model_registry.manifest import InputSpec, Manifest
 from serving.errors import ModelFailure, ModelValidationError

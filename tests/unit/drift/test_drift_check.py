@@ -5,10 +5,18 @@ from typing import Any
 import pytest
 
 from drift.check import PredictionDriftCheck
-from serving.checks import WindowStats
-from serving.rollout_spec import CheckSpec
+from serving.rollouts import checks
+from serving.rollouts.checks import WindowStats, register_check
+from serving.rollouts.evidence import DriftEvidence
+from serving.rollouts.spec import CheckSpec
 
-SPEC = CheckSpec(name="prediction_drift", threshold=0.5)
+
+@pytest.fixture(autouse=True)
+def prediction_drift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing drift.check registers nothing: register it as app assembly does (on a copy
+    of the registry, so that no other test sees it)."""
+    monkeypatch.setattr(checks, "CHECKS", dict(checks.CHECKS))
+    register_check(PredictionDriftCheck())
 
 
 def _entry(status: str, share: float, rid: str = "rep-1") -> dict[str, Any]:
@@ -25,8 +33,9 @@ def _entry(status: str, share: float, rid: str = "rep-1") -> dict[str, Any]:
 def _evaluate(data: dict[str, Any] | None) -> Any:
     stats = WindowStats()
     if data is not None:
-        stats.extra["prediction_drift"] = data
-    return PredictionDriftCheck().evaluate(stats, SPEC, 20)
+        stats.extra["prediction_drift"] = DriftEvidence.model_validate(data)
+    spec = CheckSpec(name="prediction_drift", threshold=0.5)  # needs the check registered
+    return PredictionDriftCheck().evaluate(stats, spec, 20)
 
 
 def test_no_data_is_no_verdict() -> None:

@@ -149,21 +149,21 @@ def test_rollout_drift_pairs_shadow_answers_with_the_champion(setup: Any) -> Non
     # Only 40 of the 50 requests were mirrored; plus noise from an unrelated request.
     monitor.ingest(_rows(shifted.head(40), 2, "shadow", clock.now + 0.5, ids[:40]))
     out = monitor.rollout_drift("detector", 1, 2, clock.now - 1, 20)
-    assert out["pairs"] == 40
-    vs = out["vs_champion"]
-    assert vs["status"] == "drift" and vs["current_rows"] == 40
-    assert set(vs["drifted_features"]) == {"pred_count", "pred_mean_confidence"}
-    record = monitor.get_report(vs["report_id"])
+    assert out.pairs == 40
+    vs = out.vs_champion
+    assert vs.status == "drift" and vs.current_rows == 40
+    assert set(vs.drifted_features) == {"pred_count", "pred_mean_confidence"}
+    record = monitor.get_report(vs.report_id)
     assert record["kind"] == "challenger_vs_champion" and record["trigger"] == "rollout"
     # Input features are never compared here: the inputs are identical by construction.
     assert {f["name"] for f in record["verdict"]["features"]} == {
         "pred_count",
         "pred_mean_confidence",
     }
-    assert "vs_reference" in out and "champion_vs_reference" in out
+    assert out.vs_reference is not None and out.champion_vs_reference is not None
     # Same counts: the cached answer comes back without a new report.
     again = monitor.rollout_drift("detector", 1, 2, clock.now - 1, 20)
-    assert again["vs_champion"]["report_id"] == vs["report_id"]
+    assert again.vs_champion.report_id == vs.report_id
 
 
 def test_identical_paired_answers_do_not_drift(setup: Any) -> None:
@@ -173,8 +173,8 @@ def test_identical_paired_answers_do_not_drift(setup: Any) -> None:
     monitor.ingest(_rows(same, 1, "live", clock.now, ids))
     monitor.ingest(_rows(same, 2, "shadow", clock.now, ids))
     out = monitor.rollout_drift("detector", 1, 2, clock.now - 1, 20)
-    assert out["vs_champion"]["status"] == "no_drift"
-    assert out["vs_champion"]["drift_share"] == 0.0
+    assert out.vs_champion.status == "no_drift"
+    assert out.vs_champion.drift_share == 0.0
 
 
 def test_a_reference_from_older_feature_definitions_gives_no_verdict(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""serving.admin.register: model registration over HTTP checks before it registers."""
+"""serving.access.admin.register: model registration over HTTP checks before it registers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from model_registry.mlflow_store import MlflowModelStore
-from serving.admin import register
+from serving.access.admin import register
 from serving.errors import InvalidInput, ModelValidationError
 from tests.unit.model_registry.test_validate import write_detector_dir
 

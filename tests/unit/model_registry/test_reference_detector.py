@@ -10,7 +10,7 @@ import skimage.data
 
 from deployments.loader import load_model
 from model_registry.manifest import Manifest
-from model_registry.reference_detector import build_detector_v1, build_detector_v2
+from model_registry.references.detector import build_detector_v1, build_detector_v2
 from model_registry.wheels import sha256_file
 
 
@@ -29,7 +29,7 @@ def test_manifests_describe_the_detector(dirs: dict[str, Path]) -> None:
         assert m.artifact_path(path, "model").is_file()
         assert m.source["package"] == "mediapipe" and m.source["version"] == "0.10.21"
         assert m.source["member"] == "mediapipe/modules/pose_detection/pose_detection.tflite"
-        assert m.source["converter"] == "model_registry.tflite_convert"
+        assert m.source["converter"] == "model_registry.references.tflite"
         assert m.source["artifact_sha256"] == sha256_file(m.artifact_path(path, "model"))
         assert m.postprocess["decoder"] == "blazepose"
         assert ("tiling" in m.postprocess) == (version == "v2")

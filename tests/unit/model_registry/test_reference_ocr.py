@@ -8,10 +8,10 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from deployments.ocr_model import OcrPostprocess, OcrPreprocess
-from deployments.ocr_rec import class_count, read_dict
+from deployments.models.ocr_model import OcrPostprocess, OcrPreprocess
+from deployments.models.ocr_rec import class_count, read_dict
 from model_registry.manifest import Manifest
-from model_registry.reference_ocr import (
+from model_registry.references.ocr import (
     V1_MEMBERS,
     V2_MEMBERS,
     build_ocr_v1,

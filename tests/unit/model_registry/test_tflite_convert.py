@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from model_registry.reference_detector import MEMBER, PACKAGE, VERSION
-from model_registry.tflite_convert import _Converter, convert_tflite
+from model_registry.references.detector import MEMBER, PACKAGE, VERSION
+from model_registry.references.tflite import _Converter, convert_tflite
 from model_registry.wheels import extract_member, fetch_wheel
 
 

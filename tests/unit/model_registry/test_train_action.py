@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import pytest
 
-from deployments.action_features import FEATURE_NAMES, NUM_FEATURES, reference_box
+from deployments.models.action_features import FEATURE_NAMES, NUM_FEATURES, reference_box
 from deployments.types import Track
 from model_registry.manifest import Manifest
-from model_registry.train_action import (
+from model_registry.references.action_training import (
     LABELS,
     SEQ_LEN,
     TrainConfig,
@@ -160,7 +160,7 @@ def test_built_model_dir_is_complete(action_dir: Path) -> None:
     assert (m.input.width, m.input.height, m.input.layout) == (SEQ_LEN, NUM_FEATURES, "NTF")
     assert m.labels == list(LABELS)
     assert m.preprocess == {"seq_len": SEQ_LEN, "features": list(FEATURE_NAMES)}
-    assert m.source["script"] == "model_registry/train_action.py"
+    assert m.source["script"] == "model_registry/references/action_training.py"
     assert m.source["seed"] == "0"
     commit = m.source["git_commit"]
     assert commit == "uncommitted" or (len(commit) == 40 and int(commit, 16) >= 0)

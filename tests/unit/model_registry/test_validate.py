@@ -210,7 +210,7 @@ def test_registration_freezes_the_evaluation_reference_in_mlflow(
 def test_bootstrap_refreezes_a_reference_model_reference_from_older_features(
     store: MlflowModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from model_registry import bootstrap
+    from model_registry.references import bootstrap
 
     model_dir = write_detector_dir(tmp_path / "det")
     info = store.register(model_dir)

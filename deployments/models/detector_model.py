@@ -1,0 +1,309 @@
+"""Person detector: letterbox, optional overlapping tiles, one ORT call per batch, decode.
+
+Which network sits behind the manifest is told by ``postprocess.decoder``:
+
+* ``blazepose``: MediaPipe's pose detector converted to ONNX (``input [N,224,224,3]`` in
+  [-1, 1] -> ``boxes [N,2254,12]``, ``scores [N,2254,1]``), see :mod:`deployments.models.blazepose`;
+* ``yolo_pose``: an Ultralytics YOLO-pose export (``images [N,3,H,W]`` in [0, 1] ->
+  ``output0 [N,56,A]``), see :mod:`deployments.models.yolo_pose`.
+
+BlazePose is built for one person near the camera. ``postprocess.tiling`` (``grid: [cols,
+rows]``, ``overlap`` as a fraction of a tile, ``include_full``) also looks at overlapping crops,
+so people who are small in the frame are found too. Every crop of every image in a batch goes
+through a single ``session.run`` (stacked on the batch dimension); detections are mapped back to
+original-image pixels and merged across crops with the decoder's own NMS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deployments.models import blazepose, yolo_pose
+from deployments.runtime import RuntimeInfo, RuntimeSpec, create_session
+from deployments.types import Detection, Keypoint
+from model_registry.manifest import Manifest
+from serving.errors import InvalidInput, ManifestError, ModelFailure, ModelValidationError
+
+Decoder = Literal["blazepose", "yolo_pose"]
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "blazepose": {"score_threshold": 0.5, "iou_threshold": 0.3, "input_range": (-1.0, 1.0)},
+    "yolo_pose": {"score_threshold": 0.25, "iou_threshold": 0.45, "input_range": (0.0, 1.0)},
+}
+_LAYOUT = {"blazepose": "NHWC", "yolo_pose": "NCHW"}
+
+
+class Tiling(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    grid: tuple[int, int] = Field(description="[columns, rows] of tiles over the image.")
+    overlap: float = Field(default=0.25, ge=0.0, lt=0.9, description="Fraction of a tile.")
+    include_full: bool = Field(default=True, description="Also run the whole image.")
+
+    def windows(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """Crop windows (x1, y1, x2, y2) in pixels; the full image first if included."""
+        out = [(0, 0, width, height)] if self.include_full else []
+        xs = _spans(width, self.grid[0], self.overlap)
+        ys = _spans(height, self.grid[1], self.overlap)
+        out += [(x1, y1, x2, y2) for y1, y2 in ys for x1, x2 in xs]
+        return list(dict.fromkeys(out))  # a 1x1 grid with include_full is one window
+
+
+def _spans(length: int, n: int, overlap: float) -> list[tuple[int, int]]:
+    size = length / (n - (n - 1) * overlap)
+    step = size * (1 - overlap)
+    return [(round(i * step), min(length, round(i * step + size))) for i in range(n)]
+
+
+class DetectorPostprocess(BaseModel):
+    """``manifest.postprocess`` of a detection model (unknown keys refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    decoder: Decoder = "blazepose"
+    score_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    iou_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_detections: int = Field(default=20, ge=1, le=1000)
+    tiling: Tiling | None = None
+
+
+class DetectorPreprocess(BaseModel):
+    """``manifest.preprocess``: pixels 0..255 map linearly onto ``input_range``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_range: tuple[float, float] | None = None
+    pad_value: int = Field(default=0, ge=0, le=255, description="Letterbox border pixel value.")
+
+
+def letterbox(
+    image: np.ndarray, width: int, height: int, pad_value: int = 0
+) -> tuple[np.ndarray, float, float, float]:
+    """Resize keeping the aspect ratio, centred on a ``pad_value`` canvas.
+
+    Returns (canvas, scale, pad_x, pad_y): original pixel p sits at p * scale + pad.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    canvas = np.full((height, width, 3), pad_value, dtype=np.uint8)
+    px, py = (width - nw) // 2, (height - nh) // 2
+    canvas[py : py + nh, px : px + nw] = resized
+    return canvas, nw / w, float(px), float(py)
+
+
+class DetectorModel:
+    """Plain (Ray-free) detector implementing ``deployments.loader.Model``."""
+
+    def __init__(self, model_dir: Path, manifest: Manifest, runtime_spec: RuntimeSpec) -> None:
+        self.manifest = manifest
+        self.model_dir = Path(model_dir)
+        try:
+            self.post = DetectorPostprocess.model_validate(manifest.postprocess)
+            self.pre = DetectorPreprocess.model_validate(manifest.preprocess)
+        except ValidationError as e:
+            raise ManifestError(f"invalid detector manifest for {manifest.name!r}: {e}") from None
+        defaults = _DEFAULTS[self.post.decoder]
+        self.score_threshold = _default(self.post.score_threshold, defaults["score_threshold"])
+        self.iou_threshold = _default(self.post.iou_threshold, defaults["iou_threshold"])
+        self.input_range = _default(self.pre.input_range, defaults["input_range"])
+        self.label = manifest.labels[0] if manifest.labels else "person"
+        path = manifest.artifact_path(self.model_dir, "model")
+        if not path.is_file():
+            raise ModelValidationError(f"model artifact {manifest.artifacts['model']!r} missing")
+        self.runtime: RuntimeInfo
+        self.session, self.runtime = create_session(path, runtime_spec, list(manifest.runtimes))
+        self.ort_calls = 0
+        size = manifest.input.width
+        self.anchors = blazepose.ssd_anchors(size) if self.post.decoder == "blazepose" else None
+
+    # --- Model protocol --------------------------------------------------------------------
+
+    def predict(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        if not images:
+            return []
+        w, h = self.manifest.input.width, self.manifest.input.height
+        crops, metas, sizes = [], [], []
+        for i, raw in enumerate(images):
+            image = _as_rgb(raw, i)
+            ih, iw = image.shape[:2]
+            sizes.append((ih, iw))
+            windows = self.post.tiling.windows(iw, ih) if self.post.tiling else [(0, 0, iw, ih)]
+            for x1, y1, x2, y2 in windows:
+                canvas, scale, px, py = letterbox(image[y1:y2, x1:x2], w, h, self.pre.pad_value)
+                crops.append(canvas)
+                metas.append((i, scale, x1 - px / scale, y1 - py / scale))
+        lo, hi = self.input_range
+        batch = np.stack(crops).astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+        if self.manifest.input.layout == "NCHW":
+            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        try:
+            outputs = self.session.run(self._output_names(), {self._input_name(): batch})
+        except Exception as e:  # ORT raises its own types; callers see one platform error
+            raise ModelFailure(
+                f"detector {self.manifest.name!r} failed on a batch of {len(crops)} crops: "
+                f"{type(e).__name__}"
+            ) from e
+        finally:
+            self.ort_calls += 1
+        found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in images]
+        for row, (i, scale, ox, oy) in enumerate(metas):
+            boxes, scores, kps = self._decode([o[row] for o in outputs])
+            boxes = boxes / scale + np.array([ox, oy, ox, oy])
+            kps[..., :2] = kps[..., :2] / scale + np.array([ox, oy])
+            found[i].append((boxes, scores, kps))
+        return [
+            self._detections(parts, sizes[i], merge=len(parts) > 1) for i, parts in enumerate(found)
+        ]
+
+    def example_input(self) -> np.ndarray:
+        """A 160x120 RGB image with a gradient and a bright figure-like block."""
+        ys, xs = np.mgrid[0:120, 0:160]
+        image = np.stack([xs * 255 // 159, ys * 255 // 119, (xs + ys) * 255 // 278], axis=-1)
+        image[30:110, 70:90] = (220, 180, 150)
+        return image.astype(np.uint8)
+
+    def check_io(self) -> None:
+        """Compare the ONNX graph's inputs/outputs with the decoder and ``manifest.input``."""
+        spec, decoder = self.manifest.input, self.post.decoder
+        problems: list[str] = []
+        if spec.layout != _LAYOUT[decoder]:
+            problems.append(
+                f"decoder {decoder!r} needs input layout {_LAYOUT[decoder]}, "
+                f"manifest says {spec.layout}"
+            )
+        inputs = self.session.get_inputs()
+        want = (
+            [spec.height, spec.width, spec.channels]
+            if spec.layout == "NHWC"
+            else [spec.channels, spec.height, spec.width]
+        )
+        if [i.name for i in inputs] != [self._input_name()]:
+            problems.append(f"inputs {[i.name for i in inputs]} != [{self._input_name()!r}]")
+        else:
+            problems += _shape_problems("input", inputs[0], want)
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        if sorted(outputs) != sorted(self._output_names()):
+            problems.append(f"outputs {sorted(outputs)} != {sorted(self._output_names())}")
+        elif self.anchors is not None:
+            a = len(self.anchors)
+            if spec.width != spec.height:
+                problems.append(f"blazepose input must be square, got {spec.width}x{spec.height}")
+            problems += _shape_problems("boxes", outputs["boxes"], [a, blazepose.NUM_COORDS])
+            problems += _shape_problems("scores", outputs["scores"], [a, 1])
+        else:
+            problems += _shape_problems("output0", outputs["output0"], [yolo_pose.NUM_ROWS, None])
+        if problems:
+            raise ModelValidationError(
+                f"model {self.manifest.name!r} does not match its manifest "
+                f"(decoder {decoder!r}): " + "; ".join(problems),
+                problems=problems,
+            )
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _input_name(self) -> str:
+        return blazepose.INPUT_NAME if self.anchors is not None else yolo_pose.INPUT_NAME
+
+    def _output_names(self) -> list[str]:
+        if self.anchors is not None:
+            return list(blazepose.OUTPUT_NAMES)
+        return [yolo_pose.OUTPUT_NAME]
+
+    def _decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One crop's outputs -> boxes, scores, keypoints [K, P, 3] in model-input pixels."""
+        if self.anchors is None:
+            return yolo_pose.decode(
+                outputs[0], self.score_threshold, self.iou_threshold, self.post.max_detections
+            )
+        boxes, scores, kps = blazepose.decode(
+            outputs[0], outputs[1], self.anchors, self.manifest.input.width,
+            self.score_threshold, self.iou_threshold,
+        )  # fmt: skip
+        return boxes, scores, np.concatenate([kps, np.full((*kps.shape[:2], 1), np.nan)], -1)
+
+    def _merge(self, boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray) -> Any:
+        if self.anchors is None:
+            return yolo_pose.nms(boxes, scores, kps, self.iou_threshold, self.post.max_detections)
+        return blazepose.merge_views(boxes, scores, kps, self.iou_threshold)
+
+    def _detections(
+        self,
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        hw: tuple[int, ...],
+        merge: bool,
+    ) -> list[Detection]:
+        boxes = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        kps = np.concatenate([p[2] for p in parts])
+        if merge and len(scores):
+            boxes, scores, kps = self._merge(boxes, scores, kps)
+        h, w = hw
+        names = blazepose.KEYPOINT_NAMES if self.anchors is not None else yolo_pose.KEYPOINT_NAMES
+        out = []
+        for k in np.argsort(-scores, kind="stable")[: self.post.max_detections]:
+            box = np.clip(boxes[k], 0, [w, h, w, h])
+            if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+                continue
+            points = tuple(
+                Keypoint(n, float(x), float(y), None if np.isnan(c) else float(c))
+                for n, (x, y, c) in zip(names, kps[k], strict=True)
+            )
+            body = None
+            if self.anchors is not None:
+                body = blazepose.body_box(kps[k][0, :2], kps[k][1, :2], w, h)
+            out.append(
+                Detection(
+                    box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                    score=float(scores[k]),
+                    label=self.label,
+                    keypoints=points,
+                    body_box=body,
+                )
+            )
+        return out
+
+
+def _shape_problems(name: str, arg: Any, want: Sequence[int | None]) -> list[str]:
+    """ORT reports symbolic dims as str/None; the batch dim must be one of those."""
+    shape = list(arg.shape)
+    problems = []
+    if arg.type != "tensor(float)":
+        problems.append(f"{name} has type {arg.type}, expected tensor(float)")
+    if len(shape) != len(want) + 1:
+        return [*problems, f"{name} has shape {shape}, expected [batch, *{want}]"]
+    if isinstance(shape[0], int) and shape[0] > 0:
+        problems.append(
+            f"{name} has a fixed batch dimension {shape[0]}; it must be dynamic so a whole "
+            "batch runs in one call"
+        )
+    for got, exp in zip(shape[1:], want, strict=True):
+        if exp is not None and got != exp:
+            problems.append(f"{name} has shape {shape}, expected [batch, *{want}]")
+            break
+    return problems
+
+
+def _default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _as_rgb(image: Any, index: int) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise InvalidInput(f"image {index} has dtype {arr.dtype}, expected uint8 RGB")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise InvalidInput(f"image {index} has shape {list(arr.shape)}, expected HxWx3 RGB")
+    return arr

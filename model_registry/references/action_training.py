@@ -1,0 +1,325 @@
+"""Train the reference action classifier (``action`` v1) on synthetic person tracks.
+
+The tracks come from :mod:`model_registry.references.action_tracks` (four labels that differ
+by how the body moves); features come from
+:func:`deployments.models.action_features.track_features`, the function serving uses. The
+network is a two-layer 1-D convolution over time (~5.4k parameters) with the feature
+standardisation baked in, exported to ONNX with a dynamic batch axis.
+
+Usage: ``python -m model_registry.references.action_training --out DIR [--seed N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deployments.models.action_features import FEATURE_NAMES, NUM_FEATURES, batch_features
+from model_registry.manifest import InputSpec, Manifest
+from model_registry.references.action_tracks import LABELS, generate_dataset, generate_track
+
+# LABELS and generate_track are imported from here by drift references and tests.
+__all__ = [
+    "LABELS",
+    "MODEL_FILE",
+    "SEQ_LEN",
+    "TrainConfig",
+    "TrainResult",
+    "build_action_v1",
+    "classification_metrics",
+    "generate_dataset",
+    "generate_track",
+    "main",
+    "train",
+    "write_model_dir",
+]
+
+SEQ_LEN = 16
+MODEL_FILE = "model.onnx"
+INPUT_NAME = "sequence"
+OUTPUT_NAME = "logits"
+SCRIPT = "model_registry/references/action_training.py"
+_REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Data and optimiser sizes; the defaults are what ``action`` v1 is built with."""
+
+    per_class: int = 1000  # generated tracks per label (train + held-out)
+    test_fraction: float = 0.2
+    no_pose_fraction: float = 0.25  # share of tracks in the YOLO-pose shape (no body_box)
+    epochs: int = 25
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    width: int = 32  # conv channels
+    seq_len: int = SEQ_LEN
+    # 1 thread makes float reductions independent of the core count; the net is tiny anyway.
+    num_threads: int = 1
+
+
+@dataclass
+class TrainResult:
+    onnx_bytes: bytes
+    metrics: dict[str, float]
+    config: TrainConfig
+    n_train: int
+    n_test: int
+    train_seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """accuracy, macro_f1 and f1_<label> (plain numpy: no sklearn in the platform)."""
+    out = {"accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0}
+    f1s = []
+    for k, name in enumerate(LABELS):
+        tp = float(np.sum((y_pred == k) & (y_true == k)))
+        fp = float(np.sum((y_pred == k) & (y_true != k)))
+        fn = float(np.sum((y_pred != k) & (y_true == k)))
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+        out[f"f1_{name}"] = f1
+        f1s.append(f1)
+    out["macro_f1"] = float(np.mean(f1s))
+    return {k: round(v, 6) for k, v in out.items()}
+
+
+# --- model ---------------------------------------------------------------------------------
+
+
+def _build_net(mean: np.ndarray, std: np.ndarray, width: int) -> Any:
+    import torch
+    from torch import nn
+
+    class ActionNet(nn.Module):
+        """[N, T, F] -> standardise -> 2 x Conv1d over T -> mean+max pool -> [N, C] logits."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.mean: torch.Tensor
+            self.std: torch.Tensor
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+            self.conv1 = nn.Conv1d(NUM_FEATURES, width, kernel_size=3, padding=1)
+            self.conv2 = nn.Conv1d(width, width, kernel_size=3, padding=2, dilation=2)
+            self.head = nn.Linear(2 * width, len(LABELS))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = ((x - self.mean) / self.std).transpose(1, 2)
+            x = torch.relu(self.conv1(x))
+            x = torch.relu(self.conv2(x))
+            pooled = torch.cat([x.mean(dim=2), torch.amax(x, dim=2)], dim=1)
+            return self.head(pooled)
+
+    return ActionNet()
+
+
+def _export_onnx(net: Any, seq_len: int) -> bytes:
+    import onnx
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in torch 2.13, but the dynamo one needs
+        # onnxscript, which the platform does not install.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, seq_len, NUM_FEATURES),),
+            Path(tmp) / MODEL_FILE,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        model = onnx.load(Path(tmp) / MODEL_FILE)
+    # The manifest is the source of truth; these let check_io catch a manifest swapped in from
+    # another model with the same shapes.
+    meta = {
+        "labels": json.dumps(list(LABELS)),
+        "features": json.dumps(list(FEATURE_NAMES)),
+        "seq_len": str(seq_len),
+    }
+    for key, value in meta.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _onnx_logits(onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0])
+
+
+def train(seed: int = 0, config: TrainConfig | None = None) -> TrainResult:
+    """Generate data, train, evaluate on the held-out split, export. Deterministic per seed."""
+    import torch
+
+    cfg = config or TrainConfig()
+    started = time.perf_counter()
+    tracks, y = generate_dataset(seed, cfg.per_class, cfg.no_pose_fraction)
+    x = batch_features(tracks, cfg.seq_len)
+    has_pose = x[:, 0, FEATURE_NAMES.index("has_pose")] > 0.5
+    n_test = round(len(tracks) * cfg.test_fraction)
+    x_train, y_train, x_test, y_test = x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+    data_seconds = time.perf_counter() - started
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(cfg.num_threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(seed)
+        mean = x_train.reshape(-1, NUM_FEATURES).mean(axis=0)
+        std = np.maximum(x_train.reshape(-1, NUM_FEATURES).std(axis=0), 1e-3)
+        net = _build_net(mean, std, cfg.width)
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
+        )
+        xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.int64))
+        order_rng = np.random.default_rng(seed + 1)
+        net.train()
+        for _ in range(cfg.epochs):
+            order = torch.from_numpy(order_rng.permutation(len(x_train)))
+            for start in range(0, len(order), cfg.batch_size):
+                idx = order[start : start + cfg.batch_size]
+                loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        net.eval()
+        with torch.no_grad():
+            torch_logits = net(torch.from_numpy(x_test)).numpy()
+        fit_seconds = time.perf_counter() - started - data_seconds
+        onnx_bytes = _export_onnx(net, cfg.seq_len)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+    # Metrics are those of the exported artifact, which must agree with the torch model.
+    logits = _onnx_logits(onnx_bytes, x_test)
+    if not np.allclose(logits, torch_logits, atol=1e-3, rtol=1e-3):
+        worst = float(np.abs(logits - torch_logits).max())
+        raise RuntimeError(f"ONNX export disagrees with the torch model (max |diff| {worst})")
+    pred = logits.argmax(axis=1)
+    metrics = classification_metrics(y_test, pred)
+    no_pose = ~has_pose[:n_test]
+    if no_pose.any():
+        metrics["accuracy_no_pose"] = round(float(np.mean(pred[no_pose] == y_test[no_pose])), 6)
+    return TrainResult(
+        onnx_bytes=onnx_bytes,
+        metrics=metrics,
+        config=cfg,
+        n_train=len(x_train),
+        n_test=n_test,
+        train_seconds=time.perf_counter() - started,
+        timings={"data_s": data_seconds, "fit_s": fit_seconds},
+    )
+
+
+# --- model directory -----------------------------------------------------------------------
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=_REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "uncommitted"
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else "uncommitted"
+
+
+def write_model_dir(out_dir: Path, result: TrainResult, seed: int) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MODEL_FILE).write_bytes(result.onnx_bytes)
+    cfg = result.config
+    manifest = Manifest(
+        name="action",
+        task="action",
+        artifacts={"model": MODEL_FILE},
+        input=InputSpec(width=cfg.seq_len, height=NUM_FEATURES, channels=1, layout="NTF"),
+        labels=list(LABELS),
+        preprocess={"seq_len": cfg.seq_len, "features": list(FEATURE_NAMES)},
+        postprocess={"activation": "softmax"},
+        runtimes=["cpu"],
+        description=(
+            "Action of a tracked person (walking/standing/reaching/crouching) from its "
+            "detections over time; 1-D conv over scale- and position-invariant track "
+            "features, trained on synthetic BlazePose/YOLO-shaped tracks."
+        ),
+        source={
+            "script": SCRIPT,
+            "git_commit": git_commit(),
+            "seed": str(seed),
+            "data": (
+                f"synthetic: {cfg.per_class} tracks/label, {result.n_train} train / "
+                f"{result.n_test} held-out, {cfg.epochs} epochs"
+            ),
+        },
+        metrics=result.metrics,
+    )
+    manifest.dump(out_dir)
+    return out_dir
+
+
+def build_action_v1(out_dir: Path, seed: int = 0, config: TrainConfig | None = None) -> Path:
+    """Train and write a complete model directory (model.onnx + manifest.yaml)."""
+    return write_model_dir(out_dir, train(seed, config), seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_registry.references.action_training",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-class", type=int, default=TrainConfig.per_class)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(per_class=args.per_class, epochs=args.epochs)
+    result = train(args.seed, cfg)
+    write_model_dir(args.out, result, args.seed)
+    print(
+        f"wrote {args.out / MODEL_FILE} ({len(result.onnx_bytes)} bytes) in "
+        f"{result.train_seconds:.1f}s (data {result.timings['data_s']:.1f}s, "
+        f"fit {result.timings['fit_s']:.1f}s); {result.n_train} train / {result.n_test} held-out"
+    )
+    for key, value in result.metrics.items():
+        print(f"  {key:18s} {value:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""What the commands share: the ``--url`` option, one HTTP call, and how an error ends a command.
+
+Both kinds of failure, an error answer from the server and a ``CanaryError`` raised here, end
+the same way: one red ``error [code]: message`` line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import typer
+
+from serving.errors import CanaryError
+
+URL_OPTION = typer.Option(
+    "http://127.0.0.1:8000", "--url", envvar="CANARYSERVE_URL", help="canaryserve base URL."
+)
+
+
+def fail(e: CanaryError) -> NoReturn:
+    """End the command on a ``CanaryError``."""
+    _exit_with(e.code, e.message)
+
+
+def api(method: str, url: str, path: str, **kw: Any) -> Any:
+    """One request to a running canaryserve; its JSON body, or the command ends (exit 2)."""
+    import httpx
+
+    try:
+        r = httpx.request(method, f"{url}{path}", timeout=60, **kw)
+    except httpx.HTTPError as e:
+        typer.secho(f"error: could not reach {url}: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    if r.status_code >= 400:
+        err = body.get("error", {}) if isinstance(body, dict) else {}
+        _exit_with(err.get("code", r.status_code), err.get("message", r.text))
+    return body
+
+
+def _exit_with(code: object, message: object) -> NoReturn:
+    typer.secho(f"error [{code}]: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)

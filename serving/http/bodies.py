@@ -1,0 +1,236 @@
+"""Turn an HTTP request into a pipeline input (image or clip), whatever way it was sent.
+
+Accepted: ``multipart/form-data`` (field ``image``/``file``, or ``video``, or repeated
+``frames``), ``application/json`` (``image_base64``, or ``video_base64``, or ``frames_base64`` +
+``fps``), or a raw ``image/*`` / ``video/*`` body. Anything else is a 415.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from serving.config import LimitsSpec
+from serving.errors import (
+    BadRequest,
+    EmptyBody,
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from serving.http.media import decode_b64, decode_image, decode_video, frames_clip
+from serving.pipelines.ops import Clip
+
+# OpenAPI request bodies of the inference routes (FastAPI cannot infer them: the routes read
+# the body themselves, whichever of the accepted forms it comes in).
+IMAGE_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {"image": {"type": "string", "format": "binary"}},
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["image_base64"],
+                "properties": {"image_base64": {"type": "string", "format": "byte"}},
+            }
+        },
+    },
+}
+ANY_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        **IMAGE_BODY["content"],
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "image": {"type": "string", "format": "binary"},
+                    "video": {"type": "string", "format": "binary"},
+                    "frames": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "fps": {"type": "number"},
+                },
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "image_base64": {"type": "string", "format": "byte"},
+                    "video_base64": {"type": "string", "format": "byte"},
+                    "frames_base64": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "byte"},
+                    },
+                    "fps": {"type": "number"},
+                },
+            }
+        },
+    },
+}
+
+IMAGE_FIELDS = ("image", "file")
+VIDEO_FIELDS = ("video", "file")
+
+
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _check_length(request: Request, limit: int) -> None:
+    raw = request.headers.get("content-length")
+    if raw and raw.isdigit() and int(raw) > limit:
+        raise PayloadTooLarge(f"request body is {raw} bytes; the limit is {limit} bytes")
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if not body:
+        raise EmptyBody("the request body is empty")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"the JSON body must be an object, got {type(data).__name__}")
+    return data
+
+
+async def _form(request: Request, limit: int) -> Any:
+    try:
+        return await request.form(max_files=10_000, max_fields=100, max_part_size=limit)
+    except Exception as e:  # multipart parse errors: the client's body is malformed
+        raise BadRequest(f"malformed multipart body: {type(e).__name__}") from None
+
+
+async def _upload_bytes(value: Any, field: str) -> bytes:
+    if isinstance(value, UploadFile):
+        return await value.read()
+    if isinstance(value, str):
+        raise InvalidInput(f"multipart field {field!r} must be a file upload, not a text field")
+    raise InvalidInput(f"multipart field {field!r} is missing")
+
+
+async def read_image(request: Request, limits: LimitsSpec) -> tuple[np.ndarray, bytes]:
+    """Returns the decoded RGB image and the raw bytes it came from."""
+    ctype = _content_type(request)
+    _check_length(request, limits.max_image_bytes * 2)
+    if ctype == "multipart/form-data":
+        form = await _form(request, limits.max_image_bytes)
+        field = next((f for f in IMAGE_FIELDS if f in form), None)
+        if field is None:
+            if len(form) == 0:
+                raise EmptyBody("the multipart body has no fields; send the image as 'image'")
+            raise InvalidInput(f"send the image in field 'image'; got fields {sorted(form)}")
+        data = await _upload_bytes(form[field], field)
+    elif ctype == "application/json":
+        body = await _json(request)
+        if "image_base64" not in body:
+            raise InvalidInput(f"JSON body needs 'image_base64'; got keys {sorted(body)[:10]}")
+        data = decode_b64(body["image_base64"], "image_base64")
+    elif ctype.startswith("image/") or ctype == "application/octet-stream":
+        data = await request.body()
+    elif not ctype:
+        if not await request.body():
+            raise EmptyBody("the request body is empty")
+        raise UnsupportedMediaType(
+            "missing Content-Type; send multipart/form-data, application/json or image/*"
+        )
+    else:
+        raise UnsupportedMediaType(
+            f"content type {ctype!r} is not accepted for an image; use multipart/form-data, "
+            "application/json or image/*"
+        )
+    # Decoding is CPU work: off the event loop, so concurrent requests keep flowing.
+    return await asyncio.to_thread(decode_image, data, limits), data
+
+
+async def read_clip(request: Request, limits: LimitsSpec) -> tuple[Clip, bytes]:
+    ctype = _content_type(request)
+    _check_length(request, max(limits.max_video_bytes, limits.max_image_bytes * limits.max_frames))
+    if ctype == "multipart/form-data":
+        form = await _form(request, max(limits.max_video_bytes, limits.max_image_bytes))
+        frames = form.getlist("frames")
+        if frames:
+            raw = [await _upload_bytes(f, "frames") for f in frames]
+            fps = _fps(form.get("fps"))
+            return await asyncio.to_thread(frames_clip, raw, fps, limits), b"".join(raw)
+        field = next((f for f in VIDEO_FIELDS if f in form), None)
+        if field is None:
+            if len(form) == 0:
+                raise EmptyBody("the multipart body has no fields; send the clip as 'video'")
+            raise InvalidInput(f"send the clip in field 'video' or 'frames'; got {sorted(form)}")
+        data = await _upload_bytes(form[field], field)
+        return await asyncio.to_thread(decode_video, data, limits), data
+    if ctype == "application/json":
+        body = await _json(request)
+        if "frames_base64" in body:
+            items = body["frames_base64"]
+            if not isinstance(items, list):
+                raise InvalidInput("'frames_base64' must be a list of base64 strings")
+            if len(items) > limits.max_frames:
+                frames_clip([b""] * len(items), None, limits)  # raises TooManyFrames
+            raw = [decode_b64(x, f"frames_base64[{i}]") for i, x in enumerate(items)]
+            return (
+                await asyncio.to_thread(frames_clip, raw, _fps(body.get("fps")), limits),
+                b"".join(raw),
+            )
+        if "video_base64" in body:
+            data = decode_b64(body["video_base64"], "video_base64")
+            return await asyncio.to_thread(decode_video, data, limits), data
+        raise InvalidInput(
+            f"JSON body needs 'frames_base64' or 'video_base64'; got keys {sorted(body)[:10]}"
+        )
+    if ctype.startswith("video/") or ctype == "application/octet-stream":
+        data = await request.body()
+        return await asyncio.to_thread(decode_video, data, limits), data
+    if not ctype and not await request.body():
+        raise EmptyBody("the request body is empty")
+    raise UnsupportedMediaType(
+        f"content type {ctype or '(none)'!r} is not accepted for a clip; use multipart/form-data, "
+        "application/json or video/*"
+    )
+
+
+def _fps(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        fps = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"'fps' must be a number, got {value!r}") from None
+    if not 0 < fps <= 240:
+        raise InvalidInput(f"'fps' must be in (0, 240], got {fps}")
+    return fps
+
+
+class RequestInput:
+    """The request's body as the data plane's input source (read once, when asked)."""
+
+    def __init__(self, request: Request, limits: LimitsSpec) -> None:
+        self._request = request
+        self._limits = limits
+
+    async def image(self) -> tuple[np.ndarray, bytes]:
+        return await read_image(self._request, self._limits)
+
+    async def clip(self) -> tuple[Clip, bytes]:
+        return await read_clip(self._request, self._limits)
+
+
+async def json_body(request: Request, what: str) -> Any:
+    """The JSON document of an admin request (``what`` names it in the 400)."""
+    try:
+        return await request.json()
+    except Exception:
+        raise InvalidInput(f"{what} must be a JSON object") from None

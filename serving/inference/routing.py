@@ -1,0 +1,220 @@
+"""The ingress side of canaries: current routes, per-request decisions, model calls, records.
+
+``CanaryState`` lives in each ingress replica. Every few seconds it is handed new routes
+(``apply``: MLflow aliases for champion/challenger, the rollout controller for weights and
+shadow share, Serve for which version applications are running); per request it only reads
+memory. Every model call it makes for a rollout's model becomes a typed
+:class:`~serving.canary.records.RolloutRecord` for the controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ray.exceptions import RayActorError
+
+from serving.canary.breaker import Breakers
+from serving.canary.records import RecordKind, RolloutRecord
+from serving.canary.routes import RolloutRoute, build_routes
+from serving.canary.split import Arm, ModelRoute, Router, RoutingDecision
+from serving.config import CanarySpec, PlatformConfig
+from serving.errors import CanaryError, ModelFailure
+
+log = logging.getLogger("canaryserve.canary")
+MAX_PENDING_RECORDS = 20_000
+# (model, version) -> a deployment handle of that version's application.
+HandleSource = Callable[[str, int], Any]
+
+
+async def predict(handle: Any, item: Any, attempts: int = 3) -> Any:
+    """One item through a deployment handle, sent again if the replica holding it was lost.
+
+    A replica that dies mid-call (killed, OOM, its node gone) fails only the calls it held, with
+    ``RayActorError`` (``ActorDiedError``/``ActorUnavailableError``); inference is idempotent,
+    so the item goes to the deployment again and Serve's router picks a live replica. What a
+    model raised (``RayTaskError``) is an answer, not a lost replica, and is never retried."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await handle.predict.remote(item)
+        except RayActorError as e:
+            if attempt == attempts:
+                raise
+            log.warning("replica lost (%s); sending the item again", type(e).__name__)
+    raise AssertionError("unreachable")
+
+
+class ChallengerFailed(Exception):
+    """A challenger call failed: the request is re-run on champions (never mixed versions)."""
+
+    def __init__(self, model: str, version: int) -> None:
+        super().__init__(f"{model} v{version} failed")
+        self.model, self.version = model, version
+
+
+class CanaryState:
+    def __init__(
+        self, config: PlatformConfig, routes: dict[str, ModelRoute], running: dict[str, list[int]]
+    ) -> None:
+        self.config = config
+        spec: CanarySpec = config.canary
+        self.spec = spec
+        self.routes = routes
+        self.running = running
+        self.router = Router()
+        self.breakers = Breakers(
+            spec.breaker_failures, spec.breaker_window_s, spec.breaker_cooldown_s
+        )
+        self.records: deque[RolloutRecord] = deque(maxlen=MAX_PENDING_RECORDS)
+        self.dropped_records = 0
+        self.last_reconcile: float | None = None
+
+    # --- reconcile (background, every few seconds) -------------------------------------------
+
+    def apply(
+        self,
+        aliases: Mapping[str, Mapping[str, int]],
+        running: dict[str, list[int]],
+        rollouts: Mapping[str, RolloutRoute],
+    ) -> None:
+        """Swap in new routes built from the registry, Serve status and the controller."""
+        self.routes = build_routes(self.config.models, self.routes, aliases, running, rollouts)
+        self.running = running
+        self.last_reconcile = time.time()
+
+    # --- per request -------------------------------------------------------------------------
+
+    def decide(self, models: list[str], pins: dict[str, int], key: str | None) -> RoutingDecision:
+        routes = dict(self.routes)
+        for model in models:
+            route = routes.get(model)
+            if route is None or route.challenger is None:
+                continue
+            if not self.breakers.get(model, route.challenger).allow():
+                # Open circuit: the champion takes the challenger's traffic, and the
+                # controller hears about it (it is a failed check).
+                routes[model] = dataclasses.replace(route, weight=0.0, shadow_share=0.0)
+                self.record(route, kind="breaker")
+        # Pins to versions served outside the rollout (listed in the config) are honoured too.
+        extra = {
+            m: v
+            for m, v in pins.items()
+            if m in routes and v not in routes[m].served and v in self.running.get(m, [])
+        }
+        decision = self.router.decide(
+            models, routes, {m: v for m, v in pins.items() if m not in extra}, key
+        )
+        if extra:
+            per_model = dict(decision.per_model)
+            for m, v in extra.items():
+                if m in per_model:
+                    per_model[m] = dataclasses.replace(
+                        per_model[m], version=v, pinned=True, arm="champion", shadow_version=None
+                    )
+            decision = RoutingDecision(per_model)
+        return decision
+
+    def caller(
+        self,
+        decision: RoutingDecision,
+        handles: HandleSource,
+        request_id: str,
+        shadow: bool = False,
+        versions: dict[str, int] | None = None,
+    ) -> VersionedCaller:
+        """The model caller a pipeline's ops use for this request (``versions``: the decided
+        ones, or a shadow's)."""
+        return VersionedCaller(self, decision, handles, request_id, shadow, versions)
+
+    def record(
+        self,
+        route: ModelRoute,
+        kind: RecordKind = "call",
+        *,
+        arm: Arm | None = None,
+        ok: bool | None = None,
+        latency_ms: float | None = None,
+        agreement: float | None = None,
+    ) -> None:
+        """One record for the controller when ``route`` is under a rollout (else nothing)."""
+        if route.rollout_id is None:
+            return
+        if len(self.records) == self.records.maxlen:
+            self.dropped_records += 1
+        self.records.append(
+            RolloutRecord(
+                route.rollout_id, route.model, time.time(), kind, arm, ok, latency_ms, agreement
+            )
+        )
+
+    def take_records(self) -> list[RolloutRecord]:
+        out = list(self.records)
+        self.records.clear()
+        return out
+
+
+class VersionedCaller:
+    """Calls the version of each model that one request (or its shadow) was routed to, and
+    accounts for it: breaker, rollout records, challenger budget, 4xx pass-through."""
+
+    def __init__(
+        self,
+        state: CanaryState,
+        decision: RoutingDecision,
+        handles: HandleSource,
+        request_id: str,
+        shadow: bool,
+        versions: dict[str, int] | None,
+    ) -> None:
+        self._state = state
+        self._decision = decision
+        self._handles = handles
+        self._request_id = request_id
+        self._shadow = shadow
+        self._versions = versions or decision.versions()
+
+    async def __call__(self, model: str, items: list[Any]) -> list[Any]:
+        state, shadow = self._state, self._shadow
+        version = self._versions[model]
+        node = self._decision.per_model.get(model)
+        on_challenger = shadow or (node is not None and node.arm == "challenger")
+        route = state.routes.get(model)
+        t0 = time.perf_counter()
+        try:
+            h = self._handles(model, version)
+            calls: Any = asyncio.gather(*(predict(h, x) for x in items))
+            if on_challenger:
+                # A challenger that hangs (or whose replicas are gone) must not hold the
+                # caller: past its budget it counts as failed and the request re-runs.
+                calls = asyncio.wait_for(calls, state.spec.challenger_timeout_s)
+            out = list(await calls)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # anything a replica raised, typed errors included
+            cause = getattr(e, "cause", e)
+            if isinstance(cause, CanaryError) and cause.status_code < 500 and not on_challenger:
+                # The champion refused the input (e.g. too small for the model): the
+                # caller's 4xx, not a model failure. (A challenger refusing what the
+                # champion takes is the challenger's failure: the request re-runs.)
+                raise cause from None
+            ms = (time.perf_counter() - t0) * 1000
+            if on_challenger and route is not None and route.challenger == version:
+                state.breakers.get(model, version).record_failure()
+                state.record(route, arm="challenger", ok=False, latency_ms=ms)
+                if not shadow and not (node is not None and node.pinned):
+                    raise ChallengerFailed(model, version) from e
+            log.error("request %s: %s v%s failed: %r", self._request_id, model, version, e)
+            raise ModelFailure(f"{model} v{version} failed") from e
+        ms = (time.perf_counter() - t0) * 1000
+        counted = not (shadow and route is not None and version != route.challenger)
+        if route is not None and route.rollout_id is not None and counted:
+            arm: Arm = "challenger" if version == route.challenger else "champion"
+            if arm == "challenger":
+                state.breakers.get(model, version).record_success()
+            state.record(route, arm=arm, ok=True, latency_ms=ms)
+        return out

@@ -1,0 +1,93 @@
+"""Real models behind Ray-free handles: the data plane's tests run the real ONNX models.
+
+A :class:`ModelHandle` answers ``predict.remote(item)`` and ``info.remote()`` like a Serve
+deployment handle, by calling the real model code in a thread (as a replica does). Only a
+failure can be injected (``fail``); results are always the model's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployments.loader import load_model
+from model_registry.references.detector import build_detector_v1, build_detector_v2
+from model_registry.references.ocr import build_ocr_v1
+from serving.canary import ModelRoute, RolloutRoute
+from serving.config import PlatformConfig, load_config
+from serving.inference import CanaryState, DataPlane
+
+
+class _Method:
+    def __init__(self, fn: Any) -> None:
+        self._fn = fn
+
+    def remote(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+
+class ModelHandle:
+    def __init__(self, model_dir: Path, name: str, version: int) -> None:
+        self.model = load_model(model_dir)
+        self.name, self.version = name, version
+        self.fail: Exception | None = None
+        self.hang = False
+        self.items = 0
+        self.predict = _Method(self._predict)
+        self.info = _Method(self._info)
+
+    async def _predict(self, item: Any) -> Any:
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.fail is not None:
+            raise self.fail
+        self.items += 1
+        (out,) = await asyncio.to_thread(self.model.predict, [item])
+        return out
+
+    async def _info(self) -> dict[str, Any]:
+        return {"model": self.name, "version": self.version}
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], Path]:
+    root = tmp_path_factory.mktemp("plane-models")
+    return {
+        ("detector", 1): build_detector_v1(root / "detector-v1"),
+        ("detector", 2): build_detector_v2(root / "detector-v2"),
+        ("ocr", 1): build_ocr_v1(root / "ocr-v1"),
+    }
+
+
+@pytest.fixture(scope="session")
+def loaded(model_dirs: dict[tuple[str, int], Path]) -> dict[tuple[str, int], ModelHandle]:
+    return {key: ModelHandle(path, *key) for key, path in model_dirs.items()}
+
+
+@pytest.fixture
+def handles(loaded: dict[tuple[str, int], ModelHandle]) -> dict[tuple[str, int], ModelHandle]:
+    for h in loaded.values():  # fresh failure injection and counts for every test
+        h.fail, h.hang, h.items = None, False, 0
+    return loaded
+
+
+@pytest.fixture
+def config() -> PlatformConfig:
+    return load_config(None)
+
+
+def make_plane(
+    config: PlatformConfig,
+    handles: dict[tuple[str, int], ModelHandle],
+    rollout: RolloutRoute | None = None,
+    capture: Any = None,
+) -> DataPlane:
+    models = ("detector", "ocr", "action")
+    running = {"detector": [1, 2], "ocr": [1], "action": [1]}
+    canary = CanaryState(config, {m: ModelRoute(m, 1) for m in models}, running)
+    if rollout is not None:
+        canary.apply({m: {"champion": 1} for m in models}, running, {"detector": rollout})
+    return DataPlane(config, canary, lambda m, v: handles[(m, v)], capture)

@@ -1,0 +1,204 @@
+"""The data plane on real models and real photos, without Ray."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from drift.capture import CaptureQueue
+from serving.canary import RolloutRecord, RolloutRoute
+from serving.config import PlatformConfig
+from serving.errors import (
+    InvalidInput,
+    RequestTimeout,
+    UnknownModel,
+    UnknownPipeline,
+    VersionNotServed,
+)
+from serving.inference import RequestContext, audit_record
+from serving.pipelines.ops import Clip
+from tests.unit.serving.conftest import ModelHandle, make_plane
+
+Handles = dict[tuple[str, int], ModelHandle]
+
+
+class PhotoInput:
+    """The request body as a real encoded photo; counts how often it was read."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        assert ok
+        self.data = buf.tobytes()
+        self.reads = 0
+
+    async def image(self) -> tuple[np.ndarray, bytes]:
+        self.reads += 1
+        decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(self.data, np.uint8), 1), 4)
+        return decoded, self.data
+
+    async def clip(self) -> tuple[Clip, bytes]:
+        raise AssertionError("an image pipeline never asks for a clip")
+
+
+def ctx(pins: str | None = None, key: str | None = "cam-7") -> RequestContext:
+    return RequestContext("rid-1", "pipeline:inspect", "tester", key, pins)
+
+
+def canary(weight: float, shadow_share: float = 0.0) -> RolloutRoute:
+    return RolloutRoute(
+        rollout_id="detector-v2-abc",
+        champion=1,
+        challenger=2,
+        weight=weight,
+        shadow_share=shadow_share,
+        state="progressing",
+    )
+
+
+@pytest.fixture
+def astronaut() -> PhotoInput:
+    return PhotoInput(data.astronaut())
+
+
+def test_inspect_finds_the_astronaut_and_reads_text_on_the_champions(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    plane = make_plane(config, handles)
+    outcome = asyncio.run(plane.pipeline(ctx(), "inspect", astronaut))
+    assert outcome.error is None, outcome.error
+    body = outcome.body
+    assert body is not None
+    assert body["request_id"] == "rid-1"
+    assert body["model_versions"] == {"detector": 1, "ocr": 1} == outcome.versions
+    assert body["routing"]["detector"]["arm"] == "champion"
+    (person,) = [p for p in body["result"]["persons"] if p["score"] >= 0.5][:1]
+    x1, y1, x2, y2 = person["box"]
+    assert 120 < (x1 + x2) / 2 < 400 and 0 < (y1 + y2) / 2 < 300  # head and shoulders
+    assert body["input"]["image"] == {"width": 512, "height": 512}
+    assert outcome.input_bytes == astronaut.data
+    assert outcome.summary["persons"] == len(body["result"]["persons"])
+    assert handles[("detector", 2)].items == 0
+
+
+def test_a_full_weight_canary_answers_from_the_challenger_and_reports_it(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    plane = make_plane(config, handles, canary(weight=100))
+    outcome = asyncio.run(plane.pipeline(ctx(), "inspect", astronaut))
+    assert outcome.error is None and outcome.versions == {"detector": 2, "ocr": 1}
+    assert outcome.body is not None and outcome.body["routing"]["detector"]["sticky"] is True
+    assert handles[("detector", 2)].items == 1 and handles[("detector", 1)].items == 0
+    (record,) = plane.canary.take_records()
+    assert isinstance(record, RolloutRecord)
+    assert (record.rollout_id, record.arm, record.ok) == ("detector-v2-abc", "challenger", True)
+
+
+def test_a_failing_challenger_is_re_run_on_the_champion(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    handles[("detector", 2)].fail = RuntimeError("CUDA error")
+    plane = make_plane(config, handles, canary(weight=100))
+    outcome = asyncio.run(plane.pipeline(ctx(), "inspect", astronaut))
+    assert outcome.error is None
+    assert outcome.versions == {"detector": 1, "ocr": 1}
+    assert outcome.body is not None and outcome.body["routing"]["detector"]["fallback"] is True
+    assert handles[("detector", 1)].items == 1
+    arms = [(r.arm, r.ok) for r in plane.canary.take_records() if r.kind == "call"]
+    assert ("challenger", False) in arms and ("champion", True) in arms
+
+
+def test_a_pinned_challenger_that_fails_is_an_error_not_a_fallback(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    handles[("detector", 2)].fail = RuntimeError("CUDA error")
+    plane = make_plane(config, handles, canary(weight=0))
+    outcome = asyncio.run(plane.pipeline(ctx(pins="detector=2"), "inspect", astronaut))
+    assert outcome.error is not None and getattr(outcome.error, "code", "") == "model_failure"
+    assert outcome.versions == {"detector": 2, "ocr": 1}
+    assert handles[("detector", 1)].items == 0
+
+
+def test_unknown_pipeline_model_or_pin_is_refused_before_the_body_is_read(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    plane = make_plane(config, handles)
+    cases: list[tuple[Any, type[Exception]]] = [
+        (plane.pipeline(ctx(), "nope", astronaut), UnknownPipeline),
+        (plane.pipeline(ctx(pins="detector=9"), "inspect", astronaut), VersionNotServed),
+        (plane.predict(ctx(), "nope", None, astronaut), UnknownModel),
+        (plane.pipeline(ctx(pins="detector"), "inspect", astronaut), InvalidInput),
+    ]
+    for call, error in cases:
+        outcome = asyncio.run(call)
+        assert isinstance(outcome.error, error), outcome.error
+        assert outcome.body is None and outcome.input_bytes is None
+    assert astronaut.reads == 0
+
+
+def test_predict_runs_one_version_and_refuses_the_action_model(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    plane = make_plane(config, handles)
+    outcome = asyncio.run(plane.predict(ctx(), "detector", 2, astronaut))
+    assert outcome.error is None and outcome.body is not None
+    assert outcome.body["model"] == "detector" and outcome.body["version"] == 2
+    detections = outcome.body["result"]["detections"]
+    assert detections and outcome.summary == {"detections": len(detections)}
+    assert handles[("detector", 2)].items == 1
+    refused = asyncio.run(plane.predict(ctx(), "action", None, astronaut))
+    assert isinstance(refused.error, InvalidInput) and "clip pipeline" in str(refused.error)
+
+
+def test_a_model_that_hangs_past_the_timeout_is_a_request_timeout(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    handles[("detector", 1)].hang = True
+    fast = config.model_copy(
+        update={"ingress": config.ingress.model_copy(update={"request_timeout_s": 0.2})}
+    )
+    outcome = asyncio.run(make_plane(fast, handles).predict(ctx(), "detector", None, astronaut))
+    assert isinstance(outcome.error, RequestTimeout)
+    assert outcome.input_bytes == astronaut.data  # what was read is still audited
+
+
+def test_shadows_mirror_to_the_challenger_and_feed_drift_capture(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    jobs: list[Any] = []
+    capture = CaptureQueue(lambda rows: None, flush_interval_s=0.05)
+    capture.submit = jobs.append  # type: ignore[method-assign]  # keep the jobs themselves
+
+    async def serve_and_wait() -> Any:
+        plane = make_plane(config, handles, canary(weight=0, shadow_share=1.0), capture)
+        outcome = await plane.pipeline(ctx(), "inspect", astronaut)
+        await asyncio.gather(*plane.shadows._tasks)
+        return plane, outcome
+
+    plane, outcome = asyncio.run(serve_and_wait())
+    assert outcome.versions == {"detector": 1, "ocr": 1}
+    assert outcome.body is not None and outcome.body["routing"]["detector"]["shadowed"] is True
+    assert handles[("detector", 2)].items == 1  # the mirror ran on the challenger
+    shadows = [r for r in plane.canary.take_records() if r.kind == "shadow"]
+    assert len(shadows) == 1 and shadows[0].agreement is not None
+    assert sorted((j.source, j.versions["detector"]) for j in jobs) == [("live", 1), ("shadow", 2)]
+    assert plane.shadows.in_flight == 0
+
+
+def test_the_audit_record_shows_the_decision_that_answered(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    handles[("detector", 2)].fail = RuntimeError("down")
+    plane = make_plane(config, handles, canary(weight=100))
+    request = ctx()
+    outcome = asyncio.run(plane.pipeline(request, "inspect", astronaut))
+    record = audit_record(request, outcome, 200, None, 12.3)
+    node = record.nodes["detector"]
+    assert node["version"] == 1 and node["fallback"] is True
+    assert node["sticky_key_hash"] is not None and "cam-7" not in str(record)
+    assert record.pipeline == "inspect" and record.input_bytes == len(astronaut.data)
+    assert record.caller == "tester" and record.status == 200

@@ -1,0 +1,120 @@
+"""The DAG executor: order, parallel branches, output shape, failure propagation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from deployments.types import Detection, Keypoint, TextLine
+from serving.config import load_config
+from serving.pipelines.executor import models_of, run_pipeline
+from serving.pipelines.ops import Clip
+
+CFG = load_config()
+
+
+class Recorder:
+    """Stands in for the model deployments at the executor's call boundary."""
+
+    def __init__(self, delay: float = 0.0, fail: str | None = None) -> None:
+        self.calls: list[tuple[str, int, float]] = []
+        self.delay = delay
+        self.fail = fail
+
+    async def __call__(self, model: str, items: list[Any]) -> list[Any]:
+        start = time.perf_counter()
+        await asyncio.sleep(self.delay)
+        self.calls.append((model, len(items), start))
+        if model == self.fail:
+            raise RuntimeError("model down")
+        if model == "detector":
+            return [
+                [
+                    Detection(
+                        box=(10, 10, 50, 90), score=0.9, keypoints=(Keypoint("mid_hip", 30, 70),)
+                    ),
+                    Detection(box=(0, 0, 5, 5), score=0.2),
+                ]
+                for _ in items
+            ]
+        if model == "ocr":
+            return [
+                [
+                    TextLine("RMA 1", 0.95, ((0, 0), (9, 0), (9, 9), (0, 9)), (0, 0, 9, 9)),
+                    TextLine("~", 0.1, ((0, 0), (1, 0), (1, 1), (0, 1)), (0, 0, 1, 1)),
+                ]
+                for _ in items
+            ]
+        raise AssertionError(model)
+
+
+def test_inspect_runs_ocr_in_parallel_with_detection() -> None:
+    rec = Recorder(delay=0.2)
+    image = np.zeros((100, 100, 3), np.uint8)
+    t0 = time.perf_counter()
+    out = asyncio.run(run_pipeline(CFG.pipelines["inspect"], image, rec))
+    elapsed = time.perf_counter() - t0
+    assert {c[0] for c in rec.calls} == {"detector", "ocr"}
+    starts = [c[2] for c in rec.calls]
+    assert max(starts) - min(starts) < 0.1  # both started before either finished
+    assert elapsed < 0.35
+    assert [p["score"] for p in out["persons"]] == [0.9]  # min_score 0.5 applied
+    assert [t["text"] for t in out["text"]] == ["RMA 1"]  # min_confidence 0.5 applied
+    assert out["persons"][0]["keypoints"][0]["name"] == "mid_hip"
+
+
+def test_clip_sends_frames_one_by_one_tracks_and_raises_alerts() -> None:
+    import base64
+
+    from deployments.types import ActionPrediction
+
+    rec = Recorder()
+    seen_tracks: list[Any] = []
+
+    async def call(model: str, items: list[Any]) -> list[Any]:
+        if model == "action":
+            seen_tracks.extend(items)
+            return [ActionPrediction("crouching", 0.9, {"crouching": 0.9})] * len(items)
+        return await rec(model, items)
+
+    frames = [np.full((120, 100, 3), i, np.uint8) for i in range(6)]
+    out = asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=10), call))
+    # One item per frame, so the detector deployment can batch them.
+    assert rec.calls[0][:2] == ("detector", 6)
+    # The 0.2-score box is filtered (min_score 0.5); the steady box is one 6-frame track.
+    assert len(seen_tracks) == 1 and len(seen_tracks[0].points) == 6
+    assert out["actions"][0]["label"] == "crouching"
+    (alert,) = out["alerts"]
+    assert alert["action"] == "crouching" and alert["track_id"] == out["tracks"][0]["track_id"]
+    assert base64.b64decode(alert["snapshot_jpeg_base64"])[:2] == b"\xff\xd8"
+
+
+def test_alerts_respect_labels_and_confidence() -> None:
+    from deployments.types import ActionPrediction
+
+    async def call(model: str, items: list[Any]) -> list[Any]:
+        if model == "action":
+            return [ActionPrediction("walking", 0.99)] * len(items)
+        return await Recorder()(model, items)
+
+    frames = [np.zeros((120, 100, 3), np.uint8)] * 4
+    out = asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=10), call))
+    assert out["actions"][0]["label"] == "walking" and out["alerts"] == []
+
+
+def test_failure_in_one_branch_fails_the_request() -> None:
+    with pytest.raises(RuntimeError, match="model down"):
+        asyncio.run(
+            run_pipeline(
+                CFG.pipelines["inspect"], np.zeros((8, 8, 3), np.uint8), Recorder(fail="ocr")
+            )
+        )
+
+
+def test_models_of() -> None:
+    assert models_of(CFG.pipelines["inspect"]) == ["detector", "ocr"]
+    assert models_of(CFG.pipelines["clip"]) == ["detector", "action"]

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from serving.errors import InvalidRolloutSpec
+from serving.rollouts import checks
+from serving.rollouts.checks import (
+    CHECKS,
+    RESERVOIR_SIZE,
+    ArmStats,
+    CheckResult,
+    ShadowStats,
+    WindowStats,
+    get_check,
+    register_check,
+)
+from serving.rollouts.spec import CheckSpec, parse_rollout_spec
+
+
+def _arm(n: int, errors: int = 0, ms: float = 10.0) -> ArmStats:
+    arm = ArmStats()
+    for i in range(n):
+        arm.record(ms, error=i < errors)
+    return arm
+
+
+def _eval(name: str, stats: WindowStats, threshold: float, **kw: object) -> CheckResult:
+    spec = CheckSpec(name=name, threshold=threshold, **kw)  # type: ignore[arg-type]
+    return get_check(name).evaluate(stats, spec, 20)
+
+
+def test_arm_stats_rates_and_p99() -> None:
+    arm = ArmStats()
+    assert arm.error_rate is None and arm.p99_ms is None
+    for ms in range(1, 101):
+        arm.record(float(ms))
+    arm.record(None, error=True)  # a request that failed before it had a latency
+    assert (arm.requests, arm.errors, arm.latency_samples) == (101, 1, 100)
+    assert arm.error_rate == pytest.approx(1 / 101)
+    assert arm.p99_ms == 99.0  # nearest rank
+
+
+def test_arm_stats_keep_a_bounded_uniform_reservoir() -> None:
+    arm = ArmStats()
+    values = [float(v) for v in range(1, 20_001)]
+    random.Random(1).shuffle(values)
+    for v in values:
+        arm.record(v)
+    assert len(arm.latencies_ms) == RESERVOIR_SIZE and arm.latency_samples == 20_000
+    p99 = arm.p99_ms
+    assert p99 is not None and 19_500 <= p99 <= 20_000  # true p99 is 19_800
+
+
+def test_shadow_stats() -> None:
+    shadow = ShadowStats()
+    assert shadow.agreement is None
+    for a in (1.0, 0.5, None):
+        shadow.record(a)
+    assert (shadow.compared, shadow.failures, shadow.agreement) == (2, 1, 0.75)
+
+
+def test_error_rate() -> None:
+    few = _eval("error_rate", WindowStats(challenger=_arm(19, errors=19)), 0.05)
+    assert few.passed is None and "19 of 20 requests" in few.detail
+    ok = _eval("error_rate", WindowStats(challenger=_arm(100, errors=5)), 0.05)
+    assert (ok.passed, ok.value) == (True, 0.05)
+    bad = _eval("error_rate", WindowStats(challenger=_arm(100, errors=6)), 0.05)
+    assert (bad.passed, bad.value, bad.threshold) == (False, 0.06, 0.05)
+    # min_samples overrides the rollout's min_requests for this check only.
+    lenient = _eval("error_rate", WindowStats(challenger=_arm(5, errors=5)), 0.05, min_samples=5)
+    assert lenient.passed is False
+
+
+def test_latency_ratio_needs_both_arms() -> None:
+    only_challenger = WindowStats(challenger=_arm(50, ms=30.0))
+    assert _eval("latency_p99_ratio", only_challenger, 2.0).passed is None
+    slow = WindowStats(champion=_arm(50, ms=10.0), challenger=_arm(50, ms=30.0))
+    res = _eval("latency_p99_ratio", slow, 2.0)
+    assert (res.passed, res.value) == (False, 3.0)
+    assert "30.0 ms / champion 10.0 ms" in res.detail
+    fine = WindowStats(champion=_arm(50, ms=10.0), challenger=_arm(50, ms=15.0))
+    assert _eval("latency_p99_ratio", fine, 2.0).value == 1.5
+    zero = WindowStats(champion=_arm(50, ms=0.0), challenger=_arm(50, ms=15.0))
+    assert _eval("latency_p99_ratio", zero, 2.0).passed is None  # no division by zero
+    assert get_check("latency_p99_ratio").phases == frozenset({"canary"})
+
+
+def test_shadow_agreement() -> None:
+    stats = WindowStats()
+    for _ in range(19):
+        stats.shadow.record(0.0)
+    assert _eval("shadow_agreement", stats, 0.8).passed is None
+    for _ in range(81):
+        stats.shadow.record(1.0)
+    res = _eval("shadow_agreement", stats, 0.81)
+    assert (res.passed, res.value) == (True, 0.81)  # the bound is inclusive
+    assert _eval("shadow_agreement", stats, 0.82).passed is False
+    assert get_check("shadow_agreement").phases == frozenset({"shadow", "canary"})
+
+
+def test_circuit_breaker_needs_no_samples() -> None:
+    res = _eval("circuit_breaker", WindowStats(circuit_open=True), 0.0)
+    assert (res.passed, res.value) == (False, 1.0)
+    closed = _eval("circuit_breaker", WindowStats(), 0.0)
+    assert (closed.passed, closed.value) == (True, 0.0)
+
+
+def test_check_result_round_trips() -> None:
+    res = CheckResult("error_rate", False, 0.2, 0.05, "6 errors in 30 requests")
+    assert res.to_dict()["value"] == 0.2
+    assert CheckResult.from_dict(res.to_dict()) == res
+
+
+def test_unknown_check_names_the_known_ones() -> None:
+    with pytest.raises(InvalidRolloutSpec) as e:
+        get_check("drift")
+    assert "'drift'" in e.value.message and "'error_rate'" in e.value.message
+
+
+@dataclass
+class _Drift:
+    name: str = "toy_drift"
+    phases: frozenset[str] = frozenset({"canary"})
+
+    def validate(self, spec: CheckSpec) -> None:
+        if spec.threshold > 1:
+            raise ValueError(f"drift share in [0, 1], got {spec.threshold!r}")
+
+    def evaluate(self, stats: WindowStats, spec: CheckSpec, min_requests: int) -> CheckResult:
+        share = stats.extra.get(self.name)
+        if share is None:
+            return CheckResult(self.name, None, None, spec.threshold, "no drift report")
+        return CheckResult(self.name, share <= spec.threshold, share, spec.threshold)
+
+
+def test_a_plugged_in_check_is_usable_in_specs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "CHECKS", dict(CHECKS))
+    raw = {"model": "m", "challenger_version": 2}
+    with pytest.raises(InvalidRolloutSpec, match="unknown check 'toy_drift'"):
+        parse_rollout_spec({**raw, "checks": [{"name": "toy_drift", "threshold": 0.3}]})
+    register_check(_Drift(name="toy_drift"))
+    spec = parse_rollout_spec({**raw, "checks": [{"name": "toy_drift", "threshold": 0.3}]})
+    res = get_check("toy_drift").evaluate(WindowStats(extra={"toy_drift": 0.4}), spec.checks[0], 20)
+    assert (res.passed, res.value) == (False, 0.4)
+    with pytest.raises(InvalidRolloutSpec, match="drift share in"):
+        parse_rollout_spec({**raw, "checks": [{"name": "toy_drift", "threshold": 3}]})
+
+
+def test_register_check_refuses_clashes_and_bad_phases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "CHECKS", dict(CHECKS))
+    with pytest.raises(ValueError, match="'error_rate' is already registered"):
+        register_check(_Drift(name="error_rate"))
+    with pytest.raises(ValueError, match="phases within"):
+        register_check(_Drift(phases=frozenset({"always"})))
+    replacement = _Drift(name="error_rate")
+    register_check(replacement, replace=True)
+    assert get_check("error_rate") is replacement

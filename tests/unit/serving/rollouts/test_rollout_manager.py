@@ -1,0 +1,215 @@
+"""RolloutManager without Ray: real MLflow store, real SQLite rollout store, injected clock.
+
+The deployer is the Ray boundary; here it records what it was asked to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drift.check import PredictionDriftCheck
+from model_registry.mlflow_store import MlflowModelStore
+from serving.canary.records import RolloutRecord
+from serving.errors import RolloutConflict
+from serving.rollouts import checks
+from serving.rollouts.checks import register_check
+from serving.rollouts.evidence import DriftEvidence
+from serving.rollouts.manager import RolloutManager
+from serving.rollouts.store import RolloutStore
+from tests.unit.model_registry.test_validate import write_detector_dir
+
+
+class RecordingDeployer:
+    def __init__(self) -> None:
+        self.running: set[tuple[str, int]] = set()
+        self.retired: list[tuple[str, int]] = []
+
+    def ensure(self, model: str, version: int) -> None:
+        self.running.add((model, version))  # "deployed" at once
+
+    def ready(self, model: str, version: int) -> bool:
+        return (model, version) in self.running
+
+    def retire(self, model: str, version: int) -> None:
+        self.running.discard((model, version))
+        self.retired.append((model, version))
+
+
+@pytest.fixture(autouse=True)
+def prediction_drift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the plug-in as app assembly does (on a copy of the registry: no leaks)."""
+    monkeypatch.setattr(checks, "CHECKS", dict(checks.CHECKS))
+    register_check(PredictionDriftCheck())
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def setup(tmp_path: Path, store: MlflowModelStore):  # type: ignore[no-untyped-def]
+    for i in (1, 2):
+        store.register(write_detector_dir(tmp_path / f"v{i}"), description=f"v{i}")
+    store.set_alias("detector", "champion", 1)
+    clock, deployer = Clock(), RecordingDeployer()
+    deployer.running.add(("detector", 1))
+    manager = RolloutManager(
+        RolloutStore(tmp_path / "rollouts.db"), store, deployer, clock=clock, drain_delay_s=5
+    )
+    return manager, store, deployer, clock
+
+
+SPEC = {
+    "model": "detector",
+    "challenger_version": 2,
+    "step_weights": [50, 100],
+    "interval": "10s",
+    "min_requests": 3,
+    "threshold": 1,
+}
+
+
+def _traffic(manager: RolloutManager, rid: str, now: float, *, challenger_errors: bool) -> None:
+    records = []
+    for arm in ("champion", "challenger"):
+        for _ in range(5):
+            ok = not (challenger_errors and arm == "challenger")
+            records.append(
+                RolloutRecord(
+                    rollout_id=rid,
+                    model="detector",
+                    ts=now,
+                    kind="call",
+                    arm=arm,
+                    ok=ok,
+                    latency_ms=10.0,
+                )
+            )
+    manager.report(records)
+
+
+def test_promotion_moves_aliases_tags_and_drains_the_old_champion(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, store, deployer, clock = setup
+    rid = manager.start(SPEC, actor="alice")["id"]
+    assert store.aliases("detector") == {"champion": 1, "challenger": 2}
+    manager.tick()  # challenger ready -> step 0 (weight 50)
+    assert manager.routes()["detector"].weight == 50
+    for _ in range(2):  # step 50 passes, then step 100 passes -> promoted
+        clock.now += 11
+        _traffic(manager, rid, clock.now - 1, challenger_errors=False)
+        manager.tick()
+    done = manager.describe(rid)
+    assert done["state"] == "promoted", done
+    assert store.aliases("detector") == {"champion": 2}
+    old = store.get("detector/1").tags
+    assert old["canaryserve.replaced_by"] == "2" and rid in old["canaryserve.replaced_reason"]
+    assert done["events"][0]["detail"]["actor"] == "alice"
+    assert manager.routes() == {}
+    clock.now += 6
+    manager.tick()
+    assert deployer.retired == [("detector", 1)]
+
+
+def test_failed_check_rolls_back_with_the_measured_value(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, store, _deployer, clock = setup
+    rid = manager.start(SPEC)["id"]
+    manager.tick()
+    clock.now += 11
+    _traffic(manager, rid, clock.now - 1, challenger_errors=True)
+    manager.tick()
+    done = manager.describe(rid)
+    assert done["state"] == "rolled_back" and done["ended_reason"] == "error_rate"
+    tags = store.get("detector/2").tags
+    assert tags["canaryserve.rollback.check"] == "error_rate"
+    assert float(tags["canaryserve.rollback.value"]) == 1.0
+    assert store.aliases("detector") == {"champion": 1}
+
+
+def test_a_stale_drain_does_not_retire_a_version_in_use_again(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, deployer, clock = setup
+    first = manager.start(SPEC)["id"]
+    manager.tick()
+    manager.abort(first)  # schedules a drain of v2 in 5 s
+    manager.start(SPEC)  # ... but v2 is the challenger again
+    clock.now += 6
+    manager.tick()
+    assert ("detector", 2) not in deployer.retired and deployer.ready("detector", 2)
+
+
+def test_one_active_rollout_per_model(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, *_ = setup
+    manager.start(SPEC)
+    with pytest.raises(RolloutConflict, match="already has an active rollout"):
+        manager.start(SPEC)
+
+
+def test_prediction_drift_rolls_back_and_records_the_report_id(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, store, _deployer, clock = setup
+    asked: list[tuple[object, ...]] = []
+
+    def drift(*args: object) -> DriftEvidence:
+        asked.append(args)
+        return DriftEvidence.model_validate(
+            {
+                "pairs": 40,
+                "vs_champion": {
+                    "report_id": "detector-v2-challenger-vs-champion-abc",
+                    "status": "drift",
+                    "drift_share": 0.75,
+                    "drifted_features": [
+                        "pred_count",
+                        "pred_mean_confidence",
+                        "pred_min_confidence",
+                    ],
+                    "reference_rows": 40,
+                    "current_rows": 40,
+                },
+            }
+        )
+
+    manager.drift = drift
+    spec = {
+        **SPEC,
+        "checks": [
+            {"name": "error_rate", "threshold": 0.05},
+            {"name": "prediction_drift", "threshold": 0.5, "min_samples": 25},
+        ],
+    }
+    rid = manager.start(spec)["id"]
+    manager.tick()
+    clock.now += 11
+    _traffic(manager, rid, clock.now - 1, challenger_errors=False)
+    manager.tick()
+    done = manager.describe(rid)
+    assert done["state"] == "rolled_back" and done["ended_reason"] == "prediction_drift"
+    # The monitor was asked about this rollout's window with the check's own sample floor.
+    model, champion, challenger, _since, min_rows = asked[-1]
+    assert (model, champion, challenger, min_rows) == ("detector", 1, 2, 25)
+    tags = store.get("detector/2").tags
+    assert tags["canaryserve.rollback.check"] == "prediction_drift"
+    assert tags["canaryserve.rollback.report_id"] == "detector-v2-challenger-vs-champion-abc"
+    rolled = next(e for e in done["events"] if e["kind"] == "rolled_back")
+    assert rolled["detail"]["check"]["report_id"] == "detector-v2-challenger-vs-champion-abc"
+
+
+def test_an_unreachable_drift_monitor_is_no_verdict_not_a_failure(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, _deployer, clock = setup
+
+    def down(*args: object) -> None:
+        raise TimeoutError("monitor restarting")
+
+    manager.drift = down
+    spec = {**SPEC, "checks": [{"name": "prediction_drift", "threshold": 0.5}]}
+    rid = manager.start(spec)["id"]
+    manager.tick()
+    for _ in range(2):
+        clock.now += 11
+        _traffic(manager, rid, clock.now - 1, challenger_errors=False)
+        manager.tick()
+    assert manager.describe(rid)["state"] == "promoted"
