@@ -28,8 +28,13 @@ serve: install
 test: install
 	$(PY) -m pytest
 
+# The house rules: style (ruff), types (mypy), and the import layers (lint-imports, contracts
+# in pyproject.toml).
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) -m load_tests.bench
