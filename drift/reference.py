@@ -128,7 +128,7 @@ def evaluation_inputs(task: str, n: int, seed: int = 0) -> list[tuple[Any, Any]]
     if task == "ocr":
         return [(img, img) for img in evaluation_text_images(n, seed)]
     if task == "action":
-        from model_registry.references.action_training import LABELS, generate_track
+        from model_registry.references.action_tracks import LABELS, generate_track
 
         rng = np.random.default_rng(seed + 10_000)
         tracks = [generate_track(rng, LABELS[i % len(LABELS)], track_id=i) for i in range(n)]

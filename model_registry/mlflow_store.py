@@ -25,7 +25,6 @@ from model_registry.manifest import Manifest
 from model_registry.mlflow_layout import (
     ARTIFACT_PATH,
     EXPERIMENT,
-    TAG_FILES,
     TAG_MANAGED,
     TAG_REFERENCE,
     TAG_TASK,
@@ -50,8 +49,6 @@ from serving.errors import (
 )
 
 # TAG_FILES and TAG_REFERENCE: callers that read a version's tags find the names here too.
-__all__ = ["EXPERIMENT", "TAG_FILES", "TAG_REFERENCE", "MlflowModelStore"]
-
 log = logging.getLogger(__name__)
 
 # MLflow's defaults suit a notebook: progress bars on stderr, and 7 HTTP retries with

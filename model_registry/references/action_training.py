@@ -27,23 +27,7 @@ import numpy as np
 
 from deployments.models.action_features import FEATURE_NAMES, NUM_FEATURES, batch_features
 from model_registry.manifest import InputSpec, Manifest
-from model_registry.references.action_tracks import LABELS, generate_dataset, generate_track
-
-# LABELS and generate_track are imported from here by drift references and tests.
-__all__ = [
-    "LABELS",
-    "MODEL_FILE",
-    "SEQ_LEN",
-    "TrainConfig",
-    "TrainResult",
-    "build_action_v1",
-    "classification_metrics",
-    "generate_dataset",
-    "generate_track",
-    "main",
-    "train",
-    "write_model_dir",
-]
+from model_registry.references.action_tracks import LABELS, generate_dataset
 
 SEQ_LEN = 16
 MODEL_FILE = "model.onnx"

@@ -14,7 +14,7 @@ from deployments.models.action_features import (
 )
 from deployments.models.yolo_pose import KEYPOINT_NAMES
 from deployments.types import Detection, Keypoint, Track, TrackPoint
-from model_registry.references.action_training import LABELS, generate_track
+from model_registry.references.action_tracks import LABELS, generate_track
 
 COCO = KEYPOINT_NAMES  # the 17 COCO names a YOLO-pose detector reports
 

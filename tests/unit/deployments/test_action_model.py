@@ -13,7 +13,8 @@ from deployments.models.action_model import ActionModel
 from deployments.runtime import RuntimeSpec
 from deployments.types import Detection, Keypoint, Track, TrackPoint
 from model_registry.manifest import Manifest
-from model_registry.references.action_training import LABELS, build_action_v1, generate_track
+from model_registry.references.action_tracks import LABELS, generate_track
+from model_registry.references.action_training import build_action_v1
 from serving.errors import InvalidInput, ManifestError, ModelValidationError
 from serving.pipelines.tracker import track_detections
 

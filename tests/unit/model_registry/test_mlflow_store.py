@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from model_registry import settings
-from model_registry.mlflow_store import TAG_FILES, MlflowModelStore
+from model_registry.mlflow_layout import TAG_FILES
+from model_registry.mlflow_store import MlflowModelStore
 from model_registry.store import CHALLENGER, CHAMPION, ModelRef, hash_dir
 from model_registry.wheels import sha256_file
 from serving.errors import (

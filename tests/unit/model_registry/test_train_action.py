@@ -12,14 +12,12 @@ import pytest
 from deployments.models.action_features import FEATURE_NAMES, NUM_FEATURES, reference_box
 from deployments.types import Track
 from model_registry.manifest import Manifest
+from model_registry.references.action_tracks import LABELS, generate_dataset, generate_track
 from model_registry.references.action_training import (
-    LABELS,
     SEQ_LEN,
     TrainConfig,
     build_action_v1,
     classification_metrics,
-    generate_dataset,
-    generate_track,
     main,
     train,
 )
