@@ -11,6 +11,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from deployments.loader import load_model
@@ -18,7 +20,8 @@ from model_registry.references.detector import build_detector_v1, build_detector
 from model_registry.references.ocr import build_ocr_v1
 from serving.canary import ModelRoute, RolloutRoute
 from serving.config import PlatformConfig, load_config
-from serving.inference import CanaryState, DataPlane
+from serving.inference import CanaryState, DataPlane, RequestContext
+from serving.pipelines.ops import Clip
 
 
 class _Method:
@@ -91,3 +94,36 @@ def make_plane(
     if rollout is not None:
         canary.apply({m: {"champion": 1} for m in models}, running, {"detector": rollout})
     return DataPlane(config, canary, lambda m, v: handles[(m, v)], capture)
+
+
+class PhotoInput:
+    """The request body as a real encoded photo; counts how often it was read."""
+
+    def __init__(self, rgb: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        assert ok
+        self.data = buf.tobytes()
+        self.reads = 0
+
+    async def image(self) -> tuple[np.ndarray, bytes]:
+        self.reads += 1
+        decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(self.data, np.uint8), 1), 4)
+        return decoded, self.data
+
+    async def clip(self) -> tuple[Clip, bytes]:
+        raise AssertionError("an image pipeline never asks for a clip")
+
+
+def ctx(pins: str | None = None, key: str | None = "cam-7") -> RequestContext:
+    return RequestContext("rid-1", "pipeline:inspect", "tester", key, pins)
+
+
+def canary(weight: float, shadow_share: float = 0.0) -> RolloutRoute:
+    return RolloutRoute(
+        rollout_id="detector-v2-abc",
+        champion=1,
+        challenger=2,
+        weight=weight,
+        shadow_share=shadow_share,
+        state="progressing",
+    )

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 from skimage import data
 
 from drift.capture import CaptureQueue
-from serving.canary import RolloutRecord, RolloutRoute
+from serving.canary import RolloutRecord
 from serving.config import PlatformConfig
 from serving.errors import (
     InvalidInput,
@@ -20,44 +18,10 @@ from serving.errors import (
     UnknownPipeline,
     VersionNotServed,
 )
-from serving.inference import RequestContext, audit_record
-from serving.pipelines.ops import Clip
-from tests.unit.serving.conftest import ModelHandle, make_plane
+from serving.inference import audit_record
+from tests.unit.serving.conftest import ModelHandle, PhotoInput, canary, ctx, make_plane
 
 Handles = dict[tuple[str, int], ModelHandle]
-
-
-class PhotoInput:
-    """The request body as a real encoded photo; counts how often it was read."""
-
-    def __init__(self, rgb: np.ndarray) -> None:
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        assert ok
-        self.data = buf.tobytes()
-        self.reads = 0
-
-    async def image(self) -> tuple[np.ndarray, bytes]:
-        self.reads += 1
-        decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(self.data, np.uint8), 1), 4)
-        return decoded, self.data
-
-    async def clip(self) -> tuple[Clip, bytes]:
-        raise AssertionError("an image pipeline never asks for a clip")
-
-
-def ctx(pins: str | None = None, key: str | None = "cam-7") -> RequestContext:
-    return RequestContext("rid-1", "pipeline:inspect", "tester", key, pins)
-
-
-def canary(weight: float, shadow_share: float = 0.0) -> RolloutRoute:
-    return RolloutRoute(
-        rollout_id="detector-v2-abc",
-        champion=1,
-        challenger=2,
-        weight=weight,
-        shadow_share=shadow_share,
-        state="progressing",
-    )
 
 
 @pytest.fixture
