@@ -194,6 +194,7 @@ class LatencyP99RatioCheck:
 
     name = "latency_p99_ratio"
     phases = frozenset({"canary"})
+    compares_with_champion = True  # abstains at weight 100 (see rollouts.machine)
 
     def validate(self, spec: CheckSpec) -> None:
         if spec.threshold <= 0:

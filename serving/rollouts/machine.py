@@ -185,11 +185,14 @@ def _missing_samples(r: Rollout, stats: WindowStats) -> dict[str, int]:
     return {arm: n for arm, n in have.items() if n < need}
 
 
-def evaluate_checks(spec: RolloutSpec, phase: str, stats: WindowStats) -> list[CheckResult]:
+def evaluate_checks(
+    spec: RolloutSpec, phase: str, stats: WindowStats, weight: float = 0.0
+) -> list[CheckResult]:
     """Results of the circuit breaker and every enabled check that applies to ``phase``.
 
     A check that raises counts as failed: a rollout must not advance on a check that could
-    not look at the challenger.
+    not look at the challenger. At ``weight`` 100 a ``compares_with_champion`` check abstains:
+    the champion then serves only the last reconcile interval's trickle, nothing to judge by.
     """
     specs = [c for c in spec.checks if c.name == CIRCUIT_BREAKER]
     specs = specs or [CheckSpec(name=CIRCUIT_BREAKER, threshold=0.0)]
@@ -198,6 +201,10 @@ def evaluate_checks(spec: RolloutSpec, phase: str, stats: WindowStats) -> list[C
     for cspec in specs:
         check = get_check(cspec.name)
         if phase not in check.phases:
+            continue
+        if weight >= 100 and getattr(check, "compares_with_champion", False):
+            detail = "the champion serves no traffic at weight 100"
+            results.append(CheckResult(cspec.name, None, None, cspec.threshold, detail))
             continue
         try:
             results.append(check.evaluate(stats, cspec, spec.min_requests))
@@ -265,7 +272,7 @@ def tick(r: Rollout, stats: WindowStats, now: float) -> tuple[Rollout, list[Even
     elapsed = now - r.phase_started_at
     if elapsed < r.spec.interval_s:
         return r, [], NO_ACTION
-    results = evaluate_checks(r.spec, _phase(r), stats)
+    results = evaluate_checks(r.spec, _phase(r), stats, r.weight)
     measured: dict[str, Any] = {
         "results": [x.to_dict() for x in results],
         "samples": _samples(stats, elapsed),

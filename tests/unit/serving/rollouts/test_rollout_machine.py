@@ -133,6 +133,24 @@ def test_a_passing_rollout_goes_through_every_step_to_promoted() -> None:
     assert tick(r, _stats(), now + 600) == (r, [], tick(r, _stats(), now)[2])
 
 
+def test_at_weight_100_the_champions_last_trickle_does_not_judge_the_challenger() -> None:
+    """For a reconcile interval after the step to 100 the ingresses still send some requests
+    to the champion; a latency ratio over those few idle-champion calls is no verdict."""
+    r = _running(step_weights=[50, 100])
+    r, _, _ = tick(r, _stats(), T0 + 60)
+    assert r.weight == 100
+    stats = _stats(champion=5, challenger=30, champion_ms=5.0, challenger_ms=500.0)
+    r, _, action = tick(r, stats, T0 + 120)
+    assert (action.kind, r.state) == ("promote", "promoted")
+    latency = next(x for x in r.last_results if x["name"] == "latency_p99_ratio")
+    assert latency["passed"] is None and "weight 100" in latency["detail"]
+    # Below 100, with the champion's arm full, the same latencies fail the step.
+    slow = _running(step_weights=[50, 100], threshold=1)
+    full = _stats(champion=30, challenger=30, champion_ms=5.0, challenger_ms=500.0)
+    slow, _, action = tick(slow, full, T0 + 60)
+    assert (action.kind, action.reason) == ("rollback", "latency_p99_ratio")
+
+
 def test_failed_checks_count_up_to_threshold_then_roll_back() -> None:
     r = _running(threshold=2)
     bad = _stats(challenger=30, errors=6)  # 20% errors
