@@ -4,7 +4,8 @@ GPU runtimes (TensorRT, CUDA) are chosen only when the replica was given a GPU *
 device and the matching ORT provider really exist; otherwise the session falls back to the CPU
 and ``RuntimeInfo.fallback_reason`` says why, so `/v1/models` can show it. Ray happily schedules
 replicas on logical GPUs that do not exist (that is how the scheduling tests run on a laptop),
-so "assigned a GPU" is never taken as "has a GPU".
+so "assigned a GPU" is never taken as "has a GPU". Nor is "ORT lists the provider" taken as
+"ORT can start it": ``create_session`` reports the provider the session really got.
 """
 
 from __future__ import annotations
@@ -86,25 +87,57 @@ def choose_provider(
                     return RuntimeInfo(
                         prov, f"cuda:{gpu_ids[0] if gpu_ids else 0}", requested, None, gpu_ids
                     )
-            reason = f"no GPU execution provider in onnxruntime (available: {available})"
+            reason = (
+                f"no GPU execution provider in onnxruntime for the model's runtimes {preferred}"
+                f" (available: {available})"
+            )
     return RuntimeInfo("CPUExecutionProvider", "cpu", requested, reason, gpu_ids)
 
 
 def create_session(
     path: Path, spec: RuntimeSpec, preferred: list[str] | None = None
 ) -> tuple[Any, RuntimeInfo]:
-    """Build an ``onnxruntime.InferenceSession`` for ``path`` on the chosen provider."""
+    """Build an ``onnxruntime.InferenceSession`` for ``path`` on the chosen provider.
+
+    The returned info describes the provider the session really runs on: ORT silently drops a
+    GPU provider it cannot start (CUDA/cuDNN/TensorRT libraries missing) and runs on the next
+    one, and some builds raise instead (then the CPU alone is retried); either way the info then
+    names the provider the session fell back to (the CPU, or CUDA behind TensorRT) and why.
+    """
     import onnxruntime as ort
 
     info = choose_provider(spec, preferred or ["cpu"])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = spec.intra_op_num_threads
-    opts.inter_op_num_threads = spec.inter_op_num_threads
-    opts.log_severity_level = 3
-    providers = (
-        [info.provider]
-        if info.provider == "CPUExecutionProvider"
-        else [info.provider, "CPUExecutionProvider"]
-    )
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+    def build(providers: list[str]) -> Any:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = spec.intra_op_num_threads
+        opts.inter_op_num_threads = spec.inter_op_num_threads
+        opts.log_severity_level = 3
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+    if info.provider == "CPUExecutionProvider":
+        return build(["CPUExecutionProvider"]), info
+    # TensorRT needs its own libraries on top of CUDA's: when they are missing, ORT should land on
+    # the same GPU through CUDA rather than on the CPU (ORT lists TensorRT in every GPU build).
+    gpu_chain = [info.provider]
+    if info.provider == _PROVIDERS["tensorrt"]:
+        gpu_chain.append(_PROVIDERS["cuda"])
+    try:
+        session = build([*gpu_chain, "CPUExecutionProvider"])
+    except Exception as e:  # any EP start failure; a broken model raises again from the retry
+        session = build(["CPUExecutionProvider"])
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]
+        detail = f"{type(e).__name__}: {first_line}"
+        return session, _fell_back(info, session, detail)
+    if info.provider not in session.get_providers():
+        return session, _fell_back(info, session, f"session providers: {session.get_providers()}")
     return session, info
+
+
+def _fell_back(info: RuntimeInfo, session: Any, detail: str) -> RuntimeInfo:
+    """What the session runs on when ORT could not start ``info.provider``."""
+    actual = next(iter(session.get_providers()), "CPUExecutionProvider")
+    # ORT's own retry after a TensorRT failure may land on CUDA: still the assigned GPU.
+    device = "cpu" if actual == "CPUExecutionProvider" else info.device
+    reason = f"onnxruntime could not start {info.provider} ({detail}); running on {actual}"
+    return RuntimeInfo(actual, device, info.requested, reason, info.gpu_ids)

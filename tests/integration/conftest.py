@@ -105,13 +105,17 @@ def ray_cluster(data_dir: Path) -> Iterator[None]:
     import ray
     from ray import serve
 
+    from deployments.runtime import cuda_device_present
+
     # Autoscale on what replicas report: the test driver's own handle is then not what decides
     # whether the GPU test scales (the driver process is busy with many other things).
     os.environ.setdefault("RAY_SERVE_COLLECT_AUTOSCALING_METRICS_ON_HANDLE", "0")
-    # Logical GPUs let the scheduling tests place fractional-GPU replicas on a CPU machine.
+    # Logical GPUs let the scheduling tests place fractional-GPU replicas on a CPU machine. With a
+    # real CUDA device Ray detects the GPUs instead (None): a logical GPU id that does not exist
+    # (GPU 1 on a one-GPU machine) would make a replica's CUDA session fail.
     ray.init(
         num_cpus=4,
-        num_gpus=2,
+        num_gpus=None if cuda_device_present() else 2,
         include_dashboard=False,
         logging_level="WARNING",
         _metrics_export_port=free_port(),
