@@ -8,6 +8,7 @@ call goes through; its success closes the breaker, its failure opens it again.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -20,11 +21,13 @@ State = Literal["closed", "open", "half_open"]
 class CircuitBreaker:
     def __init__(
         self,
-        failure_threshold: int = 5,
-        window_s: float = 30.0,
-        cooldown_s: float = 15.0,
+        *,
+        failure_threshold: int,
+        window_s: float,
+        cooldown_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # No defaults: the serving config (canary.breaker_*) is the one place they are set.
         if failure_threshold < 1:
             raise ValueError(f"failure_threshold {failure_threshold!r} must be >= 1")
         if window_s <= 0:
@@ -106,12 +109,19 @@ class Breakers:
 
     def __init__(
         self,
-        failure_threshold: int = 5,
-        window_s: float = 30.0,
-        cooldown_s: float = 15.0,
+        *,
+        failure_threshold: int,
+        window_s: float,
+        cooldown_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._settings = (failure_threshold, window_s, cooldown_s, clock)
+        self._make = functools.partial(
+            CircuitBreaker,
+            failure_threshold=failure_threshold,
+            window_s=window_s,
+            cooldown_s=cooldown_s,
+            clock=clock,
+        )
         self._breakers: dict[tuple[str, int], CircuitBreaker] = {}
         self._lock = threading.Lock()
 
@@ -119,7 +129,7 @@ class Breakers:
         with self._lock:
             breaker = self._breakers.get((model, version))
             if breaker is None:
-                breaker = CircuitBreaker(*self._settings)
+                breaker = self._make()
                 self._breakers[(model, version)] = breaker
             return breaker
 

@@ -68,7 +68,9 @@ class CanaryState:
         self.running = running
         self.router = Router()
         self.breakers = Breakers(
-            spec.breaker_failures, spec.breaker_window_s, spec.breaker_cooldown_s
+            failure_threshold=spec.breaker_failures,
+            window_s=spec.breaker_window_s,
+            cooldown_s=spec.breaker_cooldown_s,
         )
         self.records: deque[RolloutRecord] = deque(maxlen=MAX_PENDING_RECORDS)
         self.dropped_records = 0

@@ -188,3 +188,31 @@ def base_url(ray_cluster: None, store: Any, platform_config: Any) -> str:
 def client(base_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=base_url, timeout=120) as c:
         yield c
+
+
+@pytest.fixture
+def settled_champion(client: httpx.Client, store: Any) -> int:
+    """The detector champion, once the ingress routes to it.
+
+    A promotion moves the registry's alias at once; the ingress follows within a reconcile
+    interval. A test that runs right after one (in any order) waits for that here instead of
+    seeing the old champion answer for a moment."""
+
+    def routed() -> int | None:
+        champion = int(store.aliases("detector")["champion"])
+        r = client.post(
+            "/v1/pipelines/people", files={"image": ("a.png", _probe_image(), "image/png")}
+        )
+        return (
+            champion
+            if r.status_code == 200 and (r.json()["model_versions"]["detector"] == champion)
+            else None
+        )
+
+    return int(wait_for(routed, timeout=60, what="the ingress to route to the registry's champion"))
+
+
+def _probe_image() -> bytes:
+    from tests.integration.media import astronaut, encode
+
+    return encode(astronaut())

@@ -157,13 +157,14 @@ def test_register_alias_and_resolve_through_the_server(
         fresh.resolve("detector@champion")
 
 
+# Without retries a dead server is an error at once; pytest-timeout fails the test if the
+# client retries for minutes instead (a bound on a hang, not a latency measurement).
+@pytest.mark.timeout(120)
 def test_unreachable_server_is_a_registry_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv(settings.ENV_DATA_DIR, str(tmp_path / "data"))
     store = MlflowModelStore(tracking_uri=f"http://127.0.0.1:{_free_port()}")
-    started = time.monotonic()
     with pytest.raises(RegistryError, match=r"model registry at http://127.0.0.1"):
         store.get("detector@champion")
-    assert time.monotonic() - started < 30

@@ -6,7 +6,7 @@ import pytest
 
 from drift.check import PredictionDriftCheck
 from serving.rollouts import checks
-from serving.rollouts.checks import WindowStats, register_check
+from serving.rollouts.checks import CheckResult, WindowStats, register_check
 from serving.rollouts.evidence import DriftEvidence
 from serving.rollouts.spec import CheckSpec
 
@@ -77,3 +77,78 @@ def test_worst_comparison_decides() -> None:
 def test_threshold_is_a_share(threshold: float) -> None:
     with pytest.raises(ValueError, match="share of drifted features"):
         CheckSpec(name="prediction_drift", threshold=threshold)
+
+
+def _result(
+    passed: bool | None, value: float | None, detail: str, report_id: str | None = None
+) -> CheckResult:
+    return CheckResult("prediction_drift", passed, value, 0.5, detail, report_id=report_id)
+
+
+def test_every_no_verdict_says_why_in_the_rollout_events() -> None:
+    assert _evaluate(None) == _result(None, None, "no drift data yet")
+    thin = _evaluate({"pairs": 3, "vs_champion": _entry("insufficient_data", 0.0)})
+    assert thin == _result(None, None, "3 paired requests; not enough rows for a verdict")
+    moved = _evaluate(
+        {
+            "pairs": 7,
+            "vs_reference": _entry("drift", 1.0),
+            "champion_vs_reference": _entry("drift", 1.0),
+        }
+    )
+    assert moved == _result(
+        None,
+        None,
+        "7 paired requests; not enough rows for a verdict; "
+        "the champion drifts from its reference too (traffic moved)",
+    )
+
+
+def test_a_verdict_names_the_comparison_the_features_the_rows_and_the_report() -> None:
+    paired = _evaluate({"pairs": 40, "vs_champion": _entry("drift", 0.75, "rep-9")})
+    assert paired == _result(
+        False,
+        0.75,
+        "challenger vs champion (paired): drifted pred_count (40 rows); report rep-9",
+        "rep-9",
+    )
+    mine = _evaluate(
+        {"vs_reference": _entry("no_drift", 0.0, "rep-r"), "champion_vs_reference": None}
+    )
+    assert mine == _result(
+        True, 0.0, "challenger vs its reference: drifted none (40 rows); report rep-r", "rep-r"
+    )
+
+
+def test_a_share_at_the_threshold_fails() -> None:
+    assert _evaluate({"vs_champion": _entry("drift", 0.5)}).passed is False
+
+
+def test_a_champion_at_the_threshold_has_moved_and_excuses_the_reference_drift() -> None:
+    result = _evaluate(
+        {"vs_reference": _entry("drift", 1.0), "champion_vs_reference": _entry("drift", 0.5)}
+    )
+    assert result.passed is None and "traffic moved" in result.detail
+
+
+def test_the_comparison_with_the_larger_share_decides_whichever_it_is() -> None:
+    result = _evaluate(
+        {
+            "vs_champion": _entry("drift", 0.75, "paired"),
+            "vs_reference": _entry("no_drift", 0.25, "ref"),
+            "champion_vs_reference": _entry("no_drift", 0.0),
+        }
+    )
+    assert (result.passed, result.value, result.report_id) == (False, 0.75, "paired")
+
+
+def test_a_threshold_of_one_is_allowed() -> None:
+    assert CheckSpec(name="prediction_drift", threshold=1.0).threshold == 1.0
+
+
+def test_several_drifted_features_are_listed_comma_separated() -> None:
+    entry = {**_entry("drift", 1.0, "rep-2"), "drifted_features": ["pred_count", "pred_score"]}
+    result = _evaluate({"pairs": 40, "vs_champion": entry})
+    assert result.detail == (
+        "challenger vs champion (paired): drifted pred_count, pred_score (40 rows); report rep-2"
+    )

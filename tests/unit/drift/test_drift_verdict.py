@@ -159,3 +159,49 @@ def test_groups_judge_input_and_prediction_drift_separately() -> None:
     assert grouped.group_shares["input"] == pytest.approx(2 / 3)
     assert grouped.group_shares["prediction"] == 0.0
     assert grouped.to_dict()["group_shares"] == grouped.group_shares
+
+
+def test_a_verdict_serialises_every_field_under_its_documented_name() -> None:
+    feature = FeatureDrift(
+        name="brightness",
+        method="K-S p_value",
+        score=1e-13,
+        threshold=0.05,
+        drifted=True,
+        p_value=1e-13,
+    )
+    verdict = DriftVerdict(
+        status="drift",
+        reference_rows=200,
+        current_rows=40,
+        drift_share=1.0,
+        drift_share_threshold=0.5,
+        features=(feature,),
+        workspace_run="run-7",
+        group_shares={"input": 1.0},
+    )
+    assert verdict.to_dict() == {
+        "status": "drift",
+        "drift_share": 1.0,
+        "drift_share_threshold": 0.5,
+        "drifted_features": ["brightness"],
+        "features": [
+            {
+                "name": "brightness",
+                "method": "K-S p_value",
+                "score": 1e-13,
+                "threshold": 0.05,
+                "drifted": True,
+                "p_value": 1e-13,
+            }
+        ],
+        "reference_rows": 200,
+        "current_rows": 40,
+        "reason": None,
+        "workspace_run": "run-7",
+        "group_shares": {"input": 1.0},
+    }
+    with pytest.raises(
+        KeyError, match=r"Feature 'contrast' is not in this verdict; have \['brightness'\]"
+    ):
+        verdict.feature("contrast")

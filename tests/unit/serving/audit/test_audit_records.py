@@ -30,3 +30,9 @@ def test_spec_defaults_and_bounds() -> None:
         AuditSpec.model_validate({"retain_days": 3})
     with pytest.raises(ValidationError, match=r"batch_size \(50\) > max_pending \(10\)"):
         AuditSpec(batch_size=50, max_pending=10)
+
+
+def test_a_node_entry_is_unpinned_unshadowed_and_no_fallback_unless_told() -> None:
+    entry = node_entry(1, "champion", 0.0)
+    assert (entry["pinned"], entry["shadowed"], entry["fallback"]) == (False, False, False)
+    assert entry["sticky_key_hash"] is None

@@ -126,8 +126,26 @@ def test_threshold_one() -> None:
     ],
 )
 def test_bad_settings_are_quoted(kwargs: dict[str, float], message: str) -> None:
+    settings = {"failure_threshold": 1, "window_s": 1.0, "cooldown_s": 0.0, **kwargs}
     with pytest.raises(ValueError, match=message):
-        CircuitBreaker(**kwargs)  # type: ignore[arg-type]
+        CircuitBreaker(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("window_s", "cooldown_s"), [(0.5, 0.0), (0.5, 0.5)])
+def test_sub_second_windows_and_a_zero_cooldown_are_valid(
+    window_s: float, cooldown_s: float
+) -> None:
+    b = CircuitBreaker(failure_threshold=1, window_s=window_s, cooldown_s=cooldown_s)
+    assert (b.window_s, b.cooldown_s, b.state) == (window_s, cooldown_s, "closed")
+
+
+def test_a_failure_exactly_one_window_old_still_counts() -> None:
+    clock = Clock()
+    b = make(clock, threshold=2)
+    b.record_failure()
+    clock.now += 10.0  # the window is 10 s: the first failure is at its very edge
+    b.record_failure()
+    assert b.state == "open"
 
 
 def test_breakers_are_per_model_version() -> None:

@@ -20,3 +20,12 @@ def test_bad_pins_are_quoted(bad: str) -> None:
 
 def test_versions_header_is_sorted() -> None:
     assert versions_header({"ocr": 1, "detector": 2}) == "detector=2,ocr=1"
+
+
+def test_empty_entries_are_skipped_and_the_rest_still_read() -> None:
+    assert parse_pins("detector=2, ,,ocr=3") == {"detector": 2, "ocr": 3}
+
+
+def test_an_entry_with_two_equals_signs_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="'detector=2=3' must look like 'model=version'"):
+        parse_pins("detector=2=3")

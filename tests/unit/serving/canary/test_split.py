@@ -201,3 +201,100 @@ def test_routes_from_table() -> None:
     routes = routes_from_table(table)
     assert routes["detector"] == ModelRoute("detector", champion=1, challenger=2)
     assert routes["ocr"] == ModelRoute("ocr", champion=1)  # alias 9 has no deployment
+
+
+def test_a_pinned_decision_records_everything_the_audit_and_fallback_need() -> None:
+    from serving.canary.split import NodeDecision
+
+    d = Router().decide(["detector"], detector(30), {"detector": 2}, "camera-1")
+    assert d.per_model["detector"] == NodeDecision(
+        model="detector",
+        version=2,
+        arm="challenger",
+        pinned=True,
+        weight=30,
+        bucket=None,
+        key_hash=key_hash("camera-1"),
+        sticky=False,
+        shadow_version=None,
+        champion=1,
+    )
+
+
+def test_routes_from_table_for_a_model_with_no_aliases_at_all() -> None:
+    table = VersionTable(served={"detector": [1, 2]}, default={"detector": 1}, aliases={})
+    assert routes_from_table(table) == {"detector": ModelRoute("detector", champion=1)}
+
+
+class _FixedRng:
+    """A Router RNG whose draws are given; counts them."""
+
+    def __init__(self, value: float) -> None:
+        self.value, self.draws = value, 0
+
+    def random(self) -> float:
+        self.draws += 1
+        return self.value
+
+
+def _key_in_bucket(rollout: str, wanted: int) -> str:
+    return next(k for k in (f"k-{i}" for i in range(10**6)) if bucket(rollout, k) == wanted)
+
+
+def test_a_keyed_split_is_a_complete_decision() -> None:
+    from serving.canary.split import NodeDecision
+
+    key = _key_in_bucket("r1", 100)  # well below 25 % (bucket 2500)
+    d = Router().decide(["detector"], detector(25), {}, key).per_model["detector"]
+    assert d == NodeDecision(
+        model="detector",
+        version=2,
+        arm="challenger",
+        pinned=False,
+        weight=25,
+        bucket=100,
+        key_hash=key_hash(key),
+        sticky=True,
+        shadow_version=None,
+        champion=1,
+    )
+
+
+def test_the_weight_boundary_bucket_goes_to_the_champion() -> None:
+    edge = _key_in_bucket("r1", 2500)  # 25 % means buckets 0..2499
+    d = Router().decide(["detector"], detector(25), {}, edge).per_model["detector"]
+    assert (d.arm, d.bucket) == ("champion", 2500)
+    below = _key_in_bucket("r1", 2499)
+    assert Router().decide(["detector"], detector(25), {}, below).challengers() == ["detector"]
+
+
+def test_a_sub_percent_weight_still_sends_its_buckets_to_the_challenger() -> None:
+    key = _key_in_bucket("r1", 10)  # 0.5 % means buckets 0..49
+    assert Router().decide(["detector"], detector(0.5), {}, key).challengers() == ["detector"]
+
+
+def test_at_weight_zero_no_bucket_is_computed_and_nothing_is_sticky() -> None:
+    d = Router().decide(["detector"], detector(0), {}, "camera-1").per_model["detector"]
+    assert (d.arm, d.bucket, d.sticky) == ("champion", None, False)
+
+
+def test_keyless_and_shadow_draws_compare_strictly() -> None:
+    # A draw of exactly weight/100 stays on the champion; exactly shadow_share is not mirrored.
+    rng = _FixedRng(0.25)
+    d = Router(rng).decide(["detector"], detector(25), {}, None).per_model["detector"]  # type: ignore[arg-type]
+    assert d.arm == "champion"
+    rng = _FixedRng(0.5)
+    d = Router(rng).decide(["detector"], detector(0, shadow=0.5), {}, None).per_model["detector"]  # type: ignore[arg-type]
+    assert (d.arm, d.shadow_version) == ("champion", None)
+
+
+def test_no_shadow_share_draws_no_random_number() -> None:
+    # Seeded routing stays reproducible: only a configured mirror consumes a draw.
+    rng = _FixedRng(0.0)
+    Router(rng).decide(["detector"], detector(0), {}, "camera-1")  # type: ignore[arg-type]
+    assert rng.draws == 0
+
+
+def test_a_weight_over_100_is_refused() -> None:
+    with pytest.raises(ValueError, match="weight"):
+        ModelRoute("detector", champion=1, challenger=2, weight=100.5)

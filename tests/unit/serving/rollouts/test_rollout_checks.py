@@ -158,3 +158,126 @@ def test_register_check_refuses_clashes_and_bad_phases(monkeypatch: pytest.Monke
     replacement = _Drift(name="error_rate")
     register_check(replacement, replace=True)
     assert get_check("error_rate") is replacement
+
+
+def test_shadow_stats_count_every_failed_mirror() -> None:
+    shadow = ShadowStats()
+    for a in (None, None, 0.5, None):
+        shadow.record(a)
+    assert (shadow.compared, shadow.failures, shadow.agreement) == (1, 3, 0.5)
+
+
+def test_latency_ratio_waits_for_enough_requests_on_both_arms() -> None:
+    def ratio(champion: int, challenger: int) -> CheckResult:
+        stats = WindowStats(champion=_arm(champion, ms=10.0), challenger=_arm(challenger, ms=20.0))
+        return _eval("latency_p99_ratio", stats, 3.0)
+
+    # Exactly the floor on both arms is enough.
+    assert ratio(20, 20) == CheckResult(
+        "latency_p99_ratio", True, 2.0, 3.0, "p99 challenger 20.0 ms / champion 10.0 ms"
+    )
+    # One arm short is no verdict, whichever arm it is, and the detail says how short.
+    assert ratio(20, 19) == CheckResult(
+        "latency_p99_ratio", None, None, 3.0, "champion 20, challenger 19 of 20 requests"
+    )
+    assert ratio(19, 20) == CheckResult(
+        "latency_p99_ratio", None, None, 3.0, "champion 19, challenger 20 of 20 requests"
+    )
+
+
+def test_latency_ratio_needs_a_positive_champion_p99_and_a_challenger_p99() -> None:
+    fast = WindowStats(champion=_arm(20, ms=0.5), challenger=_arm(20, ms=1.0))
+    assert _eval("latency_p99_ratio", fast, 3.0).value == 2.0  # sub-millisecond is usable
+    zero = WindowStats(champion=_arm(20, ms=0.0), challenger=_arm(20, ms=1.0))
+    assert _eval("latency_p99_ratio", zero, 3.0) == CheckResult(
+        "latency_p99_ratio", None, None, 3.0, "no usable p99 (0.0, 1.0 ms)"
+    )
+    failed = ArmStats()
+    for _ in range(20):
+        failed.record(None, error=True)  # every challenger call failed before any latency
+    no_p99 = WindowStats(champion=_arm(20, ms=10.0), challenger=failed)
+    assert _eval("latency_p99_ratio", no_p99, 3.0) == CheckResult(
+        "latency_p99_ratio", None, None, 3.0, "no usable p99 (10.0, None ms)"
+    )
+
+
+def _shadow(agreements: list[float | None]) -> ShadowStats:
+    shadow = ShadowStats()
+    for a in agreements:
+        shadow.record(a)
+    return shadow
+
+
+def test_every_builtin_result_is_complete_and_says_what_it_measured() -> None:
+    """The whole CheckResult, as the rollout's events and the registry tags show it."""
+    few = WindowStats(challenger=_arm(19, errors=1))
+    assert _eval("error_rate", few, 0.05) == CheckResult(
+        "error_rate", None, 1 / 19, 0.05, "19 of 20 requests"
+    )
+    bad = WindowStats(challenger=_arm(20, errors=2))
+    assert _eval("error_rate", bad, 0.05) == CheckResult(
+        "error_rate", False, 0.1, 0.05, "2 errors in 20 requests"
+    )
+    slow = WindowStats(champion=_arm(20, ms=10.0), challenger=_arm(20, ms=30.0))
+    assert _eval("latency_p99_ratio", slow, 3.0) == CheckResult(
+        "latency_p99_ratio", True, 3.0, 3.0, "p99 challenger 30.0 ms / champion 10.0 ms"
+    )
+    assert _eval("latency_p99_ratio", slow, 2.9).passed is False
+    thin = WindowStats(shadow=_shadow([0.5] * 19 + [None]))
+    assert _eval("shadow_agreement", thin, 0.8) == CheckResult(
+        "shadow_agreement", None, 0.5, 0.8, "19 compared, 1 failed shadow calls; need 20"
+    )
+    agree = WindowStats(shadow=_shadow([0.8] * 20 + [None, None]))
+    assert _eval("shadow_agreement", agree, 0.8) == CheckResult(
+        "shadow_agreement", True, pytest.approx(0.8), 0.8, "20 compared, 2 failed shadow calls"
+    )
+    assert _eval("circuit_breaker", WindowStats(circuit_open=True), 0.0) == CheckResult(
+        "circuit_breaker", False, 1.0, 0.0, "challenger circuit open"
+    )
+    assert _eval("circuit_breaker", WindowStats(), 0.5) == CheckResult(
+        "circuit_breaker", True, 0.0, 0.0, "closed"
+    )
+
+
+def test_a_latency_threshold_below_one_is_valid_and_zero_is_not() -> None:
+    assert CheckSpec(name="latency_p99_ratio", threshold=0.5).threshold == 0.5
+    with pytest.raises(ValueError, match=r"latency_p99_ratio threshold must be > 0, got 0\.0"):
+        CheckSpec(name="latency_p99_ratio", threshold=0.0)
+
+
+def test_the_breaker_check_cannot_be_turned_off() -> None:
+    with pytest.raises(
+        ValueError, match=r"error, circuit_breaker is always on and cannot be disabled \["
+    ):
+        CheckSpec(name="circuit_breaker", threshold=0.0, enabled=False)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_a_fraction_threshold_may_be_either_end(threshold: float) -> None:
+    assert CheckSpec(name="error_rate", threshold=threshold).threshold == threshold
+
+
+def test_a_fraction_threshold_past_one_is_refused() -> None:
+    with pytest.raises(
+        ValueError, match=r"error_rate threshold is a fraction in \[0, 1\], got 1.5"
+    ):
+        CheckSpec(name="error_rate", threshold=1.5)
+
+
+def test_an_unknown_check_names_itself_in_the_error_details() -> None:
+    with pytest.raises(InvalidRolloutSpec) as info:
+        get_check("p50_latency")
+    assert info.value.details == {"check": "p50_latency"}
+    assert "unknown check 'p50_latency'; known checks: [" in info.value.message
+
+
+def test_a_check_with_a_name_but_no_phases_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "CHECKS", dict(checks.CHECKS))
+
+    @dataclass
+    class Phaseless:
+        name: str = "phaseless"
+        phases: frozenset[str] = frozenset()
+
+    with pytest.raises(ValueError, match="needs a name and phases"):
+        register_check(Phaseless())  # type: ignore[arg-type]

@@ -213,3 +213,57 @@ def test_an_unreachable_drift_monitor_is_no_verdict_not_a_failure(setup) -> None
         _traffic(manager, rid, clock.now - 1, challenger_errors=False)
         manager.tick()
     assert manager.describe(rid)["state"] == "promoted"
+
+
+SHADOW_SPEC = {**SPEC, "mode": "shadow-then-canary", "shadow_share": 0.5, "shadow_steps": 2}
+
+
+def test_shadow_and_paused_rollouts_route_the_weight_their_state_allows(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, _deployer, _clock = setup
+    rid = manager.start(SHADOW_SPEC)["id"]
+    assert manager.routes() == {}  # pending: the challenger is not ready, nothing to route
+    manager.tick()
+    route = manager.routes()["detector"]
+    assert (route.state, route.weight, route.shadow_share) == ("shadow", 0.0, 0.5)
+    assert (route.rollout_id, route.champion, route.challenger) == (rid, 1, 2)
+    # Paused while shadowing: still no live traffic, still mirrored.
+    manager.pause(rid)
+    route = manager.routes()["detector"]
+    assert (route.state, route.weight, route.shadow_share) == ("paused", 0.0, 0.5)
+    manager.abort(rid)
+    # A paused canary keeps its step's weight; a plain canary mirrors nothing.
+    rid = manager.start(SPEC)["id"]
+    manager.tick()
+    manager.pause(rid)
+    route = manager.routes()["detector"]
+    assert (route.state, route.weight, route.shadow_share) == ("paused", 50.0, 0.0)
+
+
+def test_a_restarted_controller_starts_the_windows_in_progress_again(setup, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    manager, store, deployer, clock = setup
+    rid = manager.start({**SPEC, "progress_deadline": "60s"})["id"]
+    manager.tick()
+    # The controller is down for longer than the progress deadline: its stats are gone.
+    clock.now += 120
+    again = RolloutManager(
+        RolloutStore(tmp_path / "rollouts.db"), store, deployer, clock=clock, drain_delay_s=5
+    )
+    again.tick()
+    # The downtime counts neither as data nor against the deadline: the step goes on ...
+    r = again.describe(rid)
+    assert (r["state"], r["step_index"]) == ("progressing", 0), r
+    # ... and is judged on what arrives after the restart.
+    clock.now += 11
+    _traffic(again, rid, clock.now - 1, challenger_errors=False)
+    again.tick()
+    assert again.describe(rid)["step_index"] == 1
+
+
+def test_a_running_rollout_brings_back_a_challenger_whose_replicas_went_away(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, deployer, _clock = setup
+    rid = manager.start(SPEC)["id"]
+    manager.tick()
+    deployer.running.discard(("detector", 2))  # its app was deleted under the rollout
+    manager.tick()
+    assert deployer.ready("detector", 2)
+    assert manager.describe(rid)["state"] == "progressing"
