@@ -198,18 +198,26 @@ def test_runtime_reported(client: httpx.Client) -> None:
 
 
 def test_metrics_aggregate_replicas(client: httpx.Client) -> None:
-    client.post("/v1/models/detector:predict", files={"image": ("a.png", encode(astronaut()))})
+    champion = _champions(client)["detector"]
+    r = client.post("/v1/models/detector:predict", files={"image": ("a.png", encode(astronaut()))})
+    assert r.status_code == 200, r.text
 
     def scraped() -> str | None:
+        # Wait for this route's own series: other routes' series may be exported first.
         text = client.get("/metrics").text
-        ok = (
-            "canaryserve_request_latency_seconds_bucket" in text
-            and "canaryserve_inference_latency_seconds_bucket" in text
+        ok = any(
+            "canaryserve_request_latency_seconds_bucket" in line
+            and 'route="model:detector"' in line
+            for line in text.splitlines()
+        ) and any(
+            "canaryserve_inference_latency_seconds_bucket" in line
+            and 'model="detector"' in line
+            and f'version="{champion}"' in line
+            for line in text.splitlines()
         )
         return text if ok else None
 
-    text = wait_for(scraped, timeout=60, interval=2, what="metrics export")
-    assert 'route="model:detector"' in text and 'version="1"' in text
+    wait_for(scraped, timeout=60, interval=2, what="this route's series in the metrics export")
 
 
 def test_cli_predict_against_the_running_platform(base_url: str, tmp_path: Path) -> None:
