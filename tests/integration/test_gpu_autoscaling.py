@@ -74,8 +74,10 @@ def assert_runtime_matches_hardware(info: dict[str, Any]) -> None:
 
 
 def test_fractional_gpu_replicas_scale_up_and_report_the_runtime_the_hardware_has(
-    ray_cluster: None, store: Any, data_dir
+    ray_cluster: None, store: Any, data_dir, base_url: str
 ) -> None:  # type: ignore[no-untyped-def]
+    # base_url: Serve must first be started by the platform fixture, on its own port; a
+    # `serve.run` here first would start it on the default port (tests run in random order).
     from ray import serve
 
     from deployments.base import ModelBinding
