@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml Makefile
 serve: install
 	$(VENV)/bin/canaryserve serve
 
-# In random order (pytest-randomly prints the seed); replay one with
+# File order until the last order-dependent integration tests are fixed (issue 11): random
+# order runs with `make test PYTEST_ARGS=` (pytest-randomly prints the seed) and replays with
 # `make test PYTEST_ARGS=--randomly-seed=N`.
+PYTEST_ARGS ?= -p no:randomly
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
