@@ -269,15 +269,20 @@ def test_create_session_reports_cpu_when_ort_silently_drops_the_cuda_provider(
     _choose(monkeypatch, RuntimeInfo(CUDA, "cuda:1", "cuda", None, ("1",)))
     session, info = create_session(tiny_model, RuntimeSpec(device="cuda"), ["cuda", "cpu"])
     assert session.get_providers() == [CPU]
+    _assert_fell_back_to_cpu(info, ("1",))
+    assert _run(session) == [[2.0, 3.0]]
+
+
+def _assert_fell_back_to_cpu(info: RuntimeInfo, gpu_ids: tuple[str, ...]) -> None:
+    """The session runs on the CPU, still asked for CUDA, and says ORT could not start it."""
     assert (info.provider, info.device, info.requested, info.gpu_ids) == (
         CPU,
         "cpu",
         "cuda",
-        ("1",),
+        gpu_ids,
     )
     assert info.fallback_reason is not None
     assert f"onnxruntime could not start {CUDA}" in info.fallback_reason
-    assert _run(session) == [[2.0, 3.0]]
 
 
 class _FakeSession:
@@ -347,14 +352,7 @@ def test_create_session_retries_cpu_only_when_ort_raises_for_the_gpu_provider(
     session, info = create_session(tiny_model, RuntimeSpec(device="cuda"), ["cuda", "cpu"])
     assert asked == [[CUDA, CPU], [CPU]]
     assert session.get_providers() == [CPU]
-    assert (info.provider, info.device, info.requested, info.gpu_ids) == (
-        CPU,
-        "cpu",
-        "cuda",
-        ("0",),
-    )
-    assert info.fallback_reason is not None
-    assert f"onnxruntime could not start {CUDA}" in info.fallback_reason
+    _assert_fell_back_to_cpu(info, ("0",))
     assert "no CUDA-capable device" in info.fallback_reason
     assert "SECOND-LINE" not in info.fallback_reason  # first line only: /v1/models stays readable
     assert _run(session) == [[2.0, 3.0]]

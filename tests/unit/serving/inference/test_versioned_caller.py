@@ -88,6 +88,15 @@ def _state(config: PlatformConfig, cooldown_s: float = 60.0) -> CanaryState:
     return state
 
 
+def _half_open(state: CanaryState, version: int) -> Any:
+    """Detector ``version``'s breaker, opened by two failures; with cooldown 0 it is half-open."""
+    breaker = state.breakers.get("detector", version)
+    for _ in range(2):
+        breaker.record_failure()
+    assert breaker.state == "half_open"
+    return breaker
+
+
 def _node(version: int, arm: str, pinned: bool = False, model: str = "detector") -> NodeDecision:
     return NodeDecision(
         model=model,
@@ -150,10 +159,7 @@ def test_a_champion_call_is_recorded_with_its_latency_and_leaves_breakers_alone(
     config: PlatformConfig,
 ) -> None:
     state = _state(config, cooldown_s=0.0)
-    champion_breaker = state.breakers.get("detector", 1)
-    for _ in range(2):
-        champion_breaker.record_failure()
-    assert champion_breaker.state == "half_open"  # cooldown 0: a trial may go
+    champion_breaker = _half_open(state, 1)  # cooldown 0: a trial may go
     out = _call(state, {"detector": _node(1, "champion")}, {("detector", 1): _Handle(_ok)})
     assert out == [("ok", "x")]
     assert _calls(state) == [("r-det", "detector", "champion", True, 250.0)]
@@ -164,10 +170,7 @@ def test_a_challenger_success_is_recorded_and_closes_its_half_open_breaker(
     config: PlatformConfig,
 ) -> None:
     state = _state(config, cooldown_s=0.0)
-    breaker = state.breakers.get("detector", 2)
-    for _ in range(2):
-        breaker.record_failure()
-    assert breaker.state == "half_open"
+    breaker = _half_open(state, 2)
     _call(state, {"detector": _node(2, "challenger")}, {("detector", 2): _Handle(_ok)})
     assert _calls(state) == [("r-det", "detector", "challenger", True, 250.0)]
     assert breaker.state == "closed"
