@@ -25,10 +25,10 @@ $(STAMP): pyproject.toml Makefile
 serve: install
 	$(VENV)/bin/canaryserve serve
 
-# File order until the last order-dependent integration tests are fixed (issue 11): random
-# order runs with `make test PYTEST_ARGS=` (pytest-randomly prints the seed) and replays with
-# `make test PYTEST_ARGS=--randomly-seed=N`.
-PYTEST_ARGS ?= -p no:randomly
+# Random order (pytest-randomly prints `Using --randomly-seed=N` in the header): replay a run
+# with `make test PYTEST_ARGS=--randomly-seed=N`, or keep file order with
+# `make test PYTEST_ARGS="-p no:randomly"`.
+PYTEST_ARGS ?=
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 

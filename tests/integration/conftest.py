@@ -192,11 +192,23 @@ def client(base_url: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def settled_champion(client: httpx.Client, store: Any) -> int:
-    """The detector champion, once the ingress routes to it.
+    """The detector champion, once the ingress routes all traffic to it.
 
-    A promotion moves the registry's alias at once; the ingress follows within a reconcile
-    interval. A test that runs right after one (in any order) waits for that here instead of
-    seeing the old champion answer for a moment."""
+    A promotion moves the registry's alias at once, and an ended rollout's split is dropped;
+    the ingress follows both within a reconcile interval. A test that runs right after one (in
+    any order) waits for that here instead of seeing the old champion, or the last rollout's
+    challenger, answer for a moment."""
+
+    def settled() -> bool:
+        served = client.get("/v1/models").json()["served"]
+        return all(
+            m["challenger"] is None
+            and m["weight"] == 0.0
+            and m["default_version"] == int(store.aliases(name)["champion"])
+            for name, m in served.items()
+        )
+
+    wait_for(settled, timeout=60, what="the ingress to drop every rollout's split")
 
     def routed() -> int | None:
         champion = int(store.aliases("detector")["champion"])

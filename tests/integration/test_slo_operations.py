@@ -95,7 +95,7 @@ def test_rollout_admin_actions_are_audited_with_the_key_that_made_them(
 
 
 def test_a_flood_beyond_admission_gets_503_with_retry_after_and_no_admitted_request_fails(
-    base_url: str, platform_config: Any
+    base_url: str, client: httpx.Client, platform_config: Any
 ) -> None:
     ingress = platform_config.ingress
     # Twice what every ingress replica admits, released at once; again (up to 5 waves) while
@@ -137,6 +137,17 @@ def test_a_flood_beyond_admission_gets_503_with_retry_after_and_no_admitted_requ
     assert statuses[200] >= ingress.max_in_flight, statuses
     assert set(codes) == {"overloaded"}
     assert retry_after == {f"{ingress.retry_after_s:g}"}
+    # The dashboard's rejection panel counts them, per route.
+    wait_for(
+        lambda: any(
+            "canaryserve_requests_rejected_total{" in line
+            and 'route="pipeline:inspect"' in line
+            and float(line.rsplit(" ", 1)[1]) > 0
+            for line in client.get("/metrics").text.splitlines()
+        ),
+        timeout=60,
+        what="the refused requests counted on /metrics",
+    )
 
 
 def test_admin_routes_manage_keys_and_register_models_and_are_audited(
@@ -191,6 +202,7 @@ AFTER_EVENTS = {
     "ray_canaryserve_drift_alerts_total": "test_drift.py::test_darkened_blurred_traffic...",
     "ray_canaryserve_drift_rows_dropped_total": "test_drift.py::test_a_dead_monitor...",
     "ray_canaryserve_shadow_agreement": "test_rollouts.py::test_shadow_records_agreement...",
+    "ray_canaryserve_requests_rejected_total": "test_slo_operations.py::test_a_flood_beyond...",
 }
 
 
