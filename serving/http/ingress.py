@@ -63,9 +63,9 @@ class Ingress:
             )
         audit = None
         if config.audit.enabled:
-            audit = AuditWriter.from_spec(
-                config.audit, open_store(config.audit, registry.data_path)
-            )
+            # The store's input folder too: without it `store_inputs` would keep no body.
+            store = open_store(config.audit, registry.data_path)
+            audit = AuditWriter.from_spec(config.audit, store, store.inputs)
         gate = Gate(
             config.auth,
             config.auth.keys_file_in(registry.data_path),

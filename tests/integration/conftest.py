@@ -144,6 +144,8 @@ def platform_config() -> Any:
                 "min_confidence": 0.3,
             }
     raw["pipelines"]["watch"] = watch
+    # Every request body kept by its sha256: the audit test reads one back.
+    raw["audit"] = {**raw.get("audit", {}), "store_inputs": True}
     # Fast reactions for the rollout tests: they run minutes, not hours.
     raw["canary"] = {
         "reconcile_interval_s": 1.0,

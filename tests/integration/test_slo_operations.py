@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("settled_champion
 IMAGE = encode(astronaut())
 
 
-def test_every_served_request_has_an_audit_record(client: httpx.Client) -> None:
+def test_every_served_request_has_an_audit_record(client: httpx.Client, data_dir: Any) -> None:
+    from serving.audit.store import InputStore
+
     r = client.post(
         "/v1/pipelines/people",
         files={"image": ("a.png", IMAGE, "image/png")},
@@ -31,6 +33,13 @@ def test_every_served_request_has_an_audit_record(client: httpx.Client) -> None:
     assert record["route"] == "pipeline:people" and record["pipeline"] == "people"
     assert record["input_sha256"] == hashlib.sha256(IMAGE).hexdigest()
     assert record["input_bytes"] == len(IMAGE)
+    # `store_inputs` is on (conftest): the body itself is kept, found by the record's hash.
+    inputs = InputStore(data_dir / "audit_inputs")
+    wait_for(
+        lambda: inputs.get(record["input_sha256"]) == IMAGE,
+        timeout=30,
+        what="the request body in the audit input store",
+    )
     node = record["nodes"]["detector"]
     assert node["version"] == r.json()["model_versions"]["detector"]
     # Whatever routed it (a rollout may still be running here) is what the record says.
