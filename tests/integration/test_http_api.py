@@ -70,36 +70,37 @@ def test_ocr_reads_a_rendered_line(client: httpx.Client) -> None:
     assert r.json()["result"]["persons"] == []
 
 
-def _ensure_running(platform_config: Any, model: str, versions: tuple[int, ...]) -> None:
-    """Deploy each version's app unless it runs: a rollout test that ran first (in any order)
-    may have promoted a version and retired the old champion after its drain."""
+def _pinned_answer(
+    client: httpx.Client, platform_config: Any, model: str, version: int, image: bytes
+) -> httpx.Response | None:
+    """The version's answer to a pinned request, deploying its app first if it does not run:
+    a rollout test that ran first (in any order) may have promoted another version and retired
+    this one after its drain (which can still be due while this test runs)."""
     from model_registry.settings import RegistryRef
     from serving.cluster.versions import LocalVersionApps, binding
 
     apps = LocalVersionApps(platform_config)
-    registry = RegistryRef.from_env()
-    for v in versions:
-        if v not in apps.running().get(model, []):
-            apps.deploy(binding(platform_config, registry, model, v))
+    if version not in apps.running().get(model, []):
+        apps.deploy(binding(platform_config, RegistryRef.from_env(), model, version))
+    r = client.post(
+        f"/v1/models/{model}:predict?version={version}",
+        files={"image": ("a.png", image, "image/png")},
+    )
+    # The ingress sees a freshly deployed app within one reconcile interval.
+    return r if r.status_code == 200 else None
 
 
 def test_versions_side_by_side_answer_with_their_own_version(
     client: httpx.Client, store: Any, platform_config: Any
 ) -> None:
-    _ensure_running(platform_config, "detector", (1, 2))
     img = encode(astronaut())
     out = {}
     for v in (1, 2):
-
-        def answered(v: int = v) -> httpx.Response | None:
-            # The ingress sees a freshly deployed app within one reconcile interval.
-            r = client.post(
-                f"/v1/models/detector:predict?version={v}",
-                files={"image": ("a.png", img, "image/png")},
-            )
-            return r if r.status_code == 200 else None
-
-        r = wait_for(answered, timeout=60, what=f"detector v{v} answering a pinned request")
+        r = wait_for(
+            lambda v=v: _pinned_answer(client, platform_config, "detector", v, img),
+            timeout=90,
+            what=f"detector v{v} answering a pinned request",
+        )
         assert r.json()["version"] == v and _versions_header(r) == {"detector": v}
         out[v] = r.json()["result"]["detections"]
     assert out[1] and out[2]

@@ -265,11 +265,13 @@ def test_shadow_records_agreement_without_changing_responses(
 
         snapshot = wait_for(measured, timeout=180, interval=1, what="a measured shadow window")
         seen_during_shadow = dict(traffic.versions)
+        # Every request carried the same photo, so the window's agreement is that of one pair
+        # of answers, which the test computes itself from the two versions' pinned answers
+        # (before the abort, which retires the challenger after the drain delay).
+        expected = _agreement_on_the_photo(client, champion, other)
         client.post(f"/v1/rollouts/{rid}/abort")
     value = next(c for c in snapshot["last_results"] if c["name"] == "shadow_agreement")["value"]
-    # Every request carried the same photo, so the window's agreement is that of one pair of
-    # answers, which the test computes itself from the two versions' pinned answers.
-    assert value == pytest.approx(_agreement_on_the_photo(client, champion, other), abs=1e-6)
+    assert value == pytest.approx(expected, abs=1e-6)
     # The dashboard's gauge shows the measured agreement too.
     wait_for(
         lambda: "canaryserve_shadow_agreement" in client.get("/metrics").text,
