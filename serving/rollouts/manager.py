@@ -182,12 +182,13 @@ class RolloutManager:
             else:
                 self.deployer.ensure(model, version)
             return
+        if not self.deployer.ready(model, version):
+            # Its replicas went away under a rollout (a paused canary still routes its weight):
+            # bring them back. Calls meanwhile fail over to the champion and count against the
+            # challenger.
+            self.deployer.ensure(model, version)
         if r.state == "paused":
             return
-        if not self.deployer.ready(model, version):
-            # Its replicas went away under a running rollout: bring them back. Calls meanwhile
-            # fail over to the champion and count against the challenger.
-            self.deployer.ensure(model, version)
         stats = self.stats.window(r.id, sm.window_started_at(r))
         self._add_drift(r, stats)
         r2, events, action = sm.tick(r, stats, now)

@@ -5,93 +5,15 @@ The deployer is the Ray boundary; here it records what it was asked to do.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from drift.check import PredictionDriftCheck
-from model_registry.mlflow_store import MlflowModelStore
-from serving.canary.records import RolloutRecord
 from serving.errors import RolloutConflict
-from serving.rollouts import checks
-from serving.rollouts.checks import register_check
 from serving.rollouts.evidence import DriftEvidence
 from serving.rollouts.manager import RolloutManager
 from serving.rollouts.store import RolloutStore
-from tests.unit.model_registry.test_validate import write_detector_dir
+from tests.unit.serving.rollouts.conftest import SPEC, traffic
 
-
-class RecordingDeployer:
-    def __init__(self) -> None:
-        self.running: set[tuple[str, int]] = set()
-        self.retired: list[tuple[str, int]] = []
-
-    def ensure(self, model: str, version: int) -> None:
-        self.running.add((model, version))  # "deployed" at once
-
-    def ready(self, model: str, version: int) -> bool:
-        return (model, version) in self.running
-
-    def retire(self, model: str, version: int) -> None:
-        self.running.discard((model, version))
-        self.retired.append((model, version))
-
-
-@pytest.fixture(autouse=True)
-def prediction_drift(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register the plug-in as app assembly does (on a copy of the registry: no leaks)."""
-    monkeypatch.setattr(checks, "CHECKS", dict(checks.CHECKS))
-    register_check(PredictionDriftCheck())
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def setup(tmp_path: Path, store: MlflowModelStore):  # type: ignore[no-untyped-def]
-    for i in (1, 2):
-        store.register(write_detector_dir(tmp_path / f"v{i}"), description=f"v{i}")
-    store.set_alias("detector", "champion", 1)
-    clock, deployer = Clock(), RecordingDeployer()
-    deployer.running.add(("detector", 1))
-    manager = RolloutManager(
-        RolloutStore(tmp_path / "rollouts.db"), store, deployer, clock=clock, drain_delay_s=5
-    )
-    return manager, store, deployer, clock
-
-
-SPEC = {
-    "model": "detector",
-    "challenger_version": 2,
-    "step_weights": [50, 100],
-    "interval": "10s",
-    "min_requests": 3,
-    "threshold": 1,
-}
-
-
-def _traffic(manager: RolloutManager, rid: str, now: float, *, challenger_errors: bool) -> None:
-    records = []
-    for arm in ("champion", "challenger"):
-        for _ in range(5):
-            ok = not (challenger_errors and arm == "challenger")
-            records.append(
-                RolloutRecord(
-                    rollout_id=rid,
-                    model="detector",
-                    ts=now,
-                    kind="call",
-                    arm=arm,
-                    ok=ok,
-                    latency_ms=10.0,
-                )
-            )
-    manager.report(records)
+pytestmark = pytest.mark.usefixtures("prediction_drift")
 
 
 def test_promotion_moves_aliases_tags_and_drains_the_old_champion(setup) -> None:  # type: ignore[no-untyped-def]
@@ -102,7 +24,7 @@ def test_promotion_moves_aliases_tags_and_drains_the_old_champion(setup) -> None
     assert manager.routes()["detector"].weight == 50
     for _ in range(2):  # step 50 passes, then step 100 passes -> promoted
         clock.now += 11
-        _traffic(manager, rid, clock.now - 1, challenger_errors=False)
+        traffic(manager, rid, clock.now - 1, challenger_errors=False)
         manager.tick()
     done = manager.describe(rid)
     assert done["state"] == "promoted", done
@@ -121,7 +43,7 @@ def test_failed_check_rolls_back_with_the_measured_value(setup) -> None:  # type
     rid = manager.start(SPEC)["id"]
     manager.tick()
     clock.now += 11
-    _traffic(manager, rid, clock.now - 1, challenger_errors=True)
+    traffic(manager, rid, clock.now - 1, challenger_errors=True)
     manager.tick()
     done = manager.describe(rid)
     assert done["state"] == "rolled_back" and done["ended_reason"] == "error_rate"
@@ -184,7 +106,7 @@ def test_prediction_drift_rolls_back_and_records_the_report_id(setup) -> None:  
     rid = manager.start(spec)["id"]
     manager.tick()
     clock.now += 11
-    _traffic(manager, rid, clock.now - 1, challenger_errors=False)
+    traffic(manager, rid, clock.now - 1, challenger_errors=False)
     manager.tick()
     done = manager.describe(rid)
     assert done["state"] == "rolled_back" and done["ended_reason"] == "prediction_drift"
@@ -210,7 +132,7 @@ def test_an_unreachable_drift_monitor_is_no_verdict_not_a_failure(setup) -> None
     manager.tick()
     for _ in range(2):
         clock.now += 11
-        _traffic(manager, rid, clock.now - 1, challenger_errors=False)
+        traffic(manager, rid, clock.now - 1, challenger_errors=False)
         manager.tick()
     assert manager.describe(rid)["state"] == "promoted"
 
@@ -254,7 +176,7 @@ def test_a_restarted_controller_starts_the_windows_in_progress_again(setup, tmp_
     assert (r["state"], r["step_index"]) == ("progressing", 0), r
     # ... and is judged on what arrives after the restart.
     clock.now += 11
-    _traffic(again, rid, clock.now - 1, challenger_errors=False)
+    traffic(again, rid, clock.now - 1, challenger_errors=False)
     again.tick()
     assert again.describe(rid)["step_index"] == 1
 
