@@ -74,7 +74,8 @@ def _file_records(path: Path) -> list[_Record]:
     records = []
     for raw in _read(path):
         try:
-            if not re.fullmatch(r"[0-9a-f]{8}", str(raw["id"])):
+            # An 8-digit JSON number would pass as text yet never match a presented key.
+            if not isinstance(raw["id"], str) or not re.fullmatch(r"[0-9a-f]{8}", raw["id"]):
                 raise ValueError(f"id {raw['id']!r} is not 8 hex digits")
             principal = Principal(raw["name"], raw["role"], raw["id"])
             salt, hashed = bytes.fromhex(raw["salt"]), bytes.fromhex(raw["hash"])
