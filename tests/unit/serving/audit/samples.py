@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from serving.audit import AdminRecord, RequestRecord, node_entry
 
 T0 = 1_700_000_000.0
@@ -30,8 +32,9 @@ def request_record(
     )
 
 
-def admin_record(action: str, ts: float, actor: str = "ops") -> AdminRecord:
-    return AdminRecord(ts=ts, actor=actor, action=action, target="ro-1", detail={"weight": 10})
+def admin_record(action: str, ts: float, actor: str = "ops", rid: str | None = None) -> AdminRecord:
+    record = AdminRecord(ts=ts, actor=actor, action=action, target="ro-1", detail={"weight": 10})
+    return record if rid is None else replace(record, id=rid)
 
 
 def ids(rows: list[dict[str, object]]) -> list[object]:

@@ -6,6 +6,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,7 @@ def test_open_store_defaults_to_a_wal_sqlite_file_in_the_data_dir(tmp_path: Path
     s.write_requests([_req("r1")])
     s.close()
     assert (tmp_path / "audit.db").is_file()
+    assert s.inputs is not None and s.inputs.root == tmp_path / "audit_inputs"
     db = sqlite3.connect(tmp_path / "audit.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
@@ -123,13 +126,39 @@ def test_query_by_caller_and_error_code(store: AuditStore) -> None:
     assert _ids(store.query_requests(caller="bob", error_code="model_failure")) == ["b"]
 
 
-def test_bad_queries_are_refused_with_the_value(store: AuditStore) -> None:
-    with pytest.raises(BadRequest, match="version 3 given without a model"):
-        store.query_requests(version=3)
-    with pytest.raises(BadRequest, match="got 0"):
-        store.query_requests(limit=0)
-    with pytest.raises(BadRequest, match="got 0"):
-        store.purge(0)
+@pytest.mark.parametrize(
+    ("query", "message", "details"),
+    [
+        (lambda s: s.query_requests(version=3), "version 3 given without a model", {"version": 3}),
+        (lambda s: s.query_requests(limit=0), "limit must be in 1..10000, got 0", {"limit": 0}),
+        (
+            lambda s: s.query_requests(limit=10_001),
+            "limit must be in 1..10000, got 10001",
+            {"limit": 10_001},
+        ),
+        (lambda s: s.query_admin(limit=0), "limit must be in 1..10000, got 0", {"limit": 0}),
+        (lambda s: s.purge(0), "older_than_days must be > 0, got 0", {}),
+        (lambda s: s.purge(-1.5), "older_than_days must be > 0, got -1.5", {}),
+    ],
+    ids=["version-alone", "limit-0", "limit-10001", "admin-limit-0", "purge-0", "purge-negative"],
+)
+def test_bad_queries_are_refused_with_the_value(
+    store: AuditStore,
+    query: Callable[[AuditStore], object],
+    message: str,
+    details: dict[str, object],
+) -> None:
+    with pytest.raises(BadRequest) as exc:
+        query(store)
+    assert (exc.value.message, exc.value.details) == (message, details)
+
+
+def test_the_limit_bounds_themselves_are_allowed(store: AuditStore) -> None:
+    store.write_requests([_req("r1")])
+    store.write_admin([_admin("keys.add", T0)])
+    for limit in (1, 10_000):
+        assert _ids(store.query_requests(limit=limit)) == ["r1"]
+        assert _ids(store.query_admin(limit=limit)) == ["keys.add"]
 
 
 def test_admin_records_and_query(store: AuditStore) -> None:
@@ -220,3 +249,70 @@ def test_inputs_are_content_addressed_and_written_once(tmp_path: Path) -> None:
         inputs.put(sha, b"other bytes")
     with pytest.raises(ValueError, match=r"'\.\./etc'"):
         inputs.path("../etc")
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def test_writes_with_nothing_new_add_no_rows(store: AuditStore) -> None:
+    records = [_req("r1"), _req("r2")]
+    admin = [_admin("keys.add", T0)]
+    assert store.write_requests(records) == 2
+    assert store.write_requests(records) == 0
+    assert store.write_admin(admin) == 1
+    assert store.write_admin(admin) == 0
+    assert store.write_admin([]) == 0
+    assert len(store.query_requests()) == 2
+    assert len(store.query_admin()) == 1
+
+
+def test_known_ids_are_found_in_every_chunk_of_a_large_batch(store: AuditStore) -> None:
+    # Ids are looked up 500 at a time: known ones at both ends of each chunk are all found.
+    batch = [_req(f"r{i:04d}", models={}) for i in range(1201)]
+    known = [0, 499, 500, 999, 1000, 1200]
+    assert store.write_requests([batch[i] for i in known]) == len(known)
+    assert store.write_requests(batch) == 1201 - len(known)
+    assert len(store.query_requests(limit=10_000)) == 1201
+
+
+def test_json_columns_are_canonical_and_take_any_value(store: AuditStore, tmp_path: Path) -> None:
+    summary = {"zeta": 1, "alpha": {"b": 2, "a": Path("frames/1.jpg")}}
+    assert store.write_requests([replace(_req("r1"), output_summary=summary)]) == 1
+    db = sqlite3.connect(tmp_path / "audit.db")
+    (text,) = db.execute("SELECT output_summary FROM audit_requests").fetchone()
+    db.close()
+    # Sorted keys, so equal summaries are equal text; a value JSON cannot hold becomes its str.
+    assert text == '{"alpha": {"a": "frames/1.jpg", "b": 2}, "zeta": 1}'
+    got = store.get_request("r1")
+    assert got is not None
+    assert got["output_summary"] == {"alpha": {"a": "frames/1.jpg", "b": 2}, "zeta": 1}
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def test_queries_return_100_rows_unless_told(store: AuditStore) -> None:
+    store.write_requests([_req(f"r{i:03d}", T0 + i, models={}) for i in range(101)])
+    store.write_admin([_admin(f"a{i:03d}", T0 + i) for i in range(101)])
+    requests, admin = store.query_requests(), store.query_admin()
+    assert (len(requests), len(admin)) == (100, 100)
+    assert (requests[-1]["request_id"], admin[-1]["action"]) == ("r001", "a001")
+
+
+def test_rows_are_newest_first_and_ties_go_by_id_descending(store: AuditStore) -> None:
+    # Inserted so that neither the insertion order nor its reverse is the id order: only the
+    # tie-break puts the three rows recorded at T0 in order.
+    order = [("b", T0), ("y", T0 + 1), ("c", T0), ("z", T0 - 1), ("a", T0)]
+    store.write_requests([_req(rid, ts) for rid, ts in order])
+    store.write_admin([_admin(rid, ts, rid=rid) for rid, ts in order])
+    assert _ids(store.query_requests()) == ["y", "c", "b", "a", "z"]
+    assert _ids(store.query_admin()) == ["y", "c", "b", "a", "z"]
+
+
+def test_a_time_window_takes_its_start_and_leaves_out_its_end(store: AuditStore) -> None:
+    store.write_requests([_req(f"r{i}", T0 + i, models={}) for i in range(1, 5)])
+    store.write_admin([_admin(f"a{i}", T0 + i) for i in range(1, 5)])
+    assert _ids(store.query_requests(until=T0 + 2)) == ["r1"]
+    assert _ids(store.query_requests(since=T0 + 2, until=T0 + 4)) == ["r3", "r2"]
+    assert _ids(store.query_admin(until=T0 + 2)) == ["a1"]
+    assert _ids(store.query_admin(since=T0 + 2, until=T0 + 4)) == ["a3", "a2"]

@@ -163,6 +163,7 @@ def test_writer_stores_inputs_once(tmp_path: Path, store: AuditStore) -> None:
     assert writer.flush(timeout=10)
     assert inputs.get(sha) == b"frame"
     assert [p.name for p in (tmp_path / "bodies").rglob("*") if p.is_file()] == [sha]
+    assert writer.dropped == 0
     writer.close()
 
     off = AuditWriter.from_spec(AuditSpec(), store, inputs)
