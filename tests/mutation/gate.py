@@ -150,8 +150,11 @@ def diff_of(name: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(before: dict[str, float | None] | None = None) -> list[str]:
-    """Write REPORT.md and results.json; returns the gate's failures."""
+def write_report(before: dict[str, tuple[float | None, int]] | None = None) -> list[str]:
+    """Write REPORT.md and results.json; returns the gate's failures.
+
+    ``before`` is module -> (score, mutants judged) of an earlier run; a module whose earlier
+    run judged fewer mutants than it has now was sampled, and the column says so."""
     results, kept = read_results(), read_kept()
     table = scores(results, kept)
     commit = subprocess.run(
@@ -177,8 +180,9 @@ def write_report(before: dict[str, float | None] | None = None) -> list[str]:
             f"{s.counts['survived']} | {s.counts['no tests']} | {s.equivalent} | {score} |"
         )
         if before:
-            b = before.get(s.module)
-            row += f" {'n/a' if b is None else f'{b:.1%}'} |"
+            b, judged = before.get(s.module, (None, 0))
+            sampled = f" ({judged} of {s.total} sampled)" if 0 < judged < s.total else ""
+            row += f" {'n/a' if b is None else f'{b:.1%}'}{sampled} |"
         lines.append(row)
         if s.counts["not checked"]:
             failures.append(f"{s.module}: {s.counts['not checked']} mutants not checked")
@@ -305,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         before = None
         if args.before:
             old = json.loads(args.before.read_text())["results"]
-            before = {s.module: s.score for s in scores(old, read_kept())}
+            before = {s.module: (s.score, s.total) for s in scores(old, read_kept())}
         failures = write_report(before)
         for f in failures:
             print("mutation gate:", f)
