@@ -186,7 +186,7 @@ def _missing_samples(r: Rollout, stats: WindowStats) -> dict[str, int]:
 
 
 def evaluate_checks(
-    spec: RolloutSpec, phase: str, stats: WindowStats, weight: float = 0.0
+    spec: RolloutSpec, phase: str, stats: WindowStats, weight: float
 ) -> list[CheckResult]:
     """Results of the circuit breaker and every enabled check that applies to ``phase``.
 
@@ -194,8 +194,8 @@ def evaluate_checks(
     not look at the challenger. At ``weight`` 100 a ``compares_with_champion`` check abstains:
     the champion then serves only the last reconcile interval's trickle, nothing to judge by.
     """
-    specs = [c for c in spec.checks if c.name == CIRCUIT_BREAKER]
-    specs = specs or [CheckSpec(name=CIRCUIT_BREAKER, threshold=0.0)]
+    # The breaker always judges, listed or not (it has no threshold and cannot be disabled).
+    specs = [CheckSpec(name=CIRCUIT_BREAKER, threshold=0.0)]
     specs += [c for c in spec.checks if c.name != CIRCUIT_BREAKER and c.enabled]
     results = []
     for cspec in specs:

@@ -141,14 +141,14 @@ class RolloutManager:
         out: dict[str, RolloutRoute] = {}
         for r in self.store.list(active_only=True):
             if r.state not in ACTIVE_ROUTE_STATES:
-                continue
-            effective = r.paused_state if r.state == "paused" else r.state
+                continue  # pending: the challenger does not serve yet
             shadow = r.spec.mode == "shadow-then-canary"
             out[r.spec.model] = RolloutRoute(
                 rollout_id=r.id,
                 challenger=r.spec.challenger_version,
                 champion=r.champion_version,
-                weight=0.0 if effective == "shadow" else float(r.weight),
+                # 0 while shadowing, paused or not: the machine gives no weight before step 0.
+                weight=float(r.weight),
                 shadow_share=float(r.spec.shadow_share) if shadow else 0.0,
                 shadow_max_concurrency=int(r.spec.shadow_max_concurrency),
                 state=r.state,

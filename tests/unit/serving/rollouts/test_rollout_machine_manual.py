@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from serving.errors import InvalidRolloutTransition
+from serving.rollouts.checks import CheckResult
 from serving.rollouts.machine import (
     Event,
     Rollout,
@@ -172,12 +173,14 @@ def test_a_failed_window_records_every_sample_count_and_the_rollback_its_tally()
         2,
     )
     assert r1.last_results == ev.detail["results"]
-    r2, events, _ = tick(r1, stats, T0 + 122)
+    worse = _stats(champion=25, challenger=0, compared=30, agreement=0.2)
+    r2, events, _ = tick(r1, worse, T0 + 122)
     rolled = events[-1]
     assert (rolled.kind, rolled.weight, rolled.detail["failed_checks"]) == ("rolled_back", 0.0, 2)
     assert rolled.detail["check"]["name"] == "shadow_agreement"
     assert events[0].detail["samples"]["window_s"] == 61.0  # the second window, from T0 + 61
-    assert r2.last_results == events[0].detail["results"]
+    # The rolled-back rollout shows the window that ended it, not the one before.
+    assert r2.last_results == events[0].detail["results"] != r1.last_results
 
 
 def test_a_passed_shadow_window_opens_the_next_one() -> None:
@@ -200,3 +203,70 @@ def test_a_passed_shadow_window_opens_the_next_one() -> None:
         0,
         3,
     )
+
+
+def test_an_ended_window_short_of_data_names_each_short_arm() -> None:
+    shadow = _running(mode="shadow-then-canary")  # min_requests 20, deadline 5 m
+    done, events, _ = tick(shadow, _stats(compared=19), T0 + 301)
+    assert events[0].detail["missing"] == {"shadow_compared": 19}
+    assert (events[0].ts, done.updated_at) == (T0 + 301, T0 + 301)
+    assert done.last_results == events[0].detail["results"] != []
+    canary = _running()
+    _, events, _ = tick(canary, _stats(champion=3, challenger=7), T0 + 301)
+    assert events[0].detail["missing"] == {"challenger_requests": 7, "champion_requests": 3}
+
+
+def test_exactly_min_requests_is_enough() -> None:
+    r, _, action = tick(_running(), _stats(champion=20, challenger=20), T0 + 60)
+    assert (action.kind, r.weight) == ("set_weight", 50.0)
+    s = _running(mode="shadow-then-canary")
+    s, [ev], _ = tick(s, _stats(compared=20), T0 + 60)
+    assert (s.state, ev.kind, ev.ts, s.updated_at) == ("progressing", "step", T0 + 60, T0 + 60)
+
+
+def test_a_passed_shadow_interval_is_stamped_with_its_time() -> None:
+    s = _running(mode="shadow-then-canary", shadow_steps=2)
+    _, [ev], _ = tick(s, _stats(compared=20), T0 + 61)
+    assert (ev.kind, ev.ts) == ("interval_passed", T0 + 61)
+
+
+def test_every_result_carries_the_threshold_it_was_judged_against(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The built-in breaker check (listed or not) and an abstaining check keep their thresholds.
+    r = _running(step_weights=[100])
+    _, [ev], _ = tick(r, _stats(champion=0), T0 + 60)
+    by_name = {x["name"]: x for x in ev.detail["results"]}
+    assert by_name["circuit_breaker"]["threshold"] == 0.0
+    latency = by_name["latency_p99_ratio"]
+    assert (latency["passed"], latency["value"], latency["threshold"]) == (None, None, 2.0)
+    assert latency["detail"] == "the champion serves no traffic at weight 100"
+    # Listed with a threshold of its own, the breaker is still the built-in one: open fails.
+    listed = _running(checks=[{"name": "circuit_breaker", "threshold": 3}])
+    _, [ev], _ = tick(listed, _stats(), T0 + 60)
+    assert [(x["name"], x["threshold"]) for x in ev.detail["results"]] == [("circuit_breaker", 0)]
+
+
+def test_a_check_that_raises_keeps_its_threshold_and_500_characters_of_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from serving.rollouts import checks
+    from tests.unit.serving.rollouts.test_rollout_machine import _Broken
+
+    class _Verbose(_Broken):
+        def evaluate(self, *args: object) -> CheckResult:
+            raise RuntimeError("x" * 1000)
+
+    monkeypatch.setattr(checks, "CHECKS", dict(checks.CHECKS))
+    checks.register_check(_Verbose())
+    r = _running(checks=[{"name": "broken", "threshold": 7}], threshold=3)
+    _, [ev], _ = tick(r, _stats(), T0 + 60)
+    broken = next(x for x in ev.detail["results"] if x["name"] == "broken")
+    assert (broken["passed"], broken["threshold"]) == (False, 7)
+    assert len(broken["detail"]) == 500 and broken["detail"].startswith("check raised RuntimeError")
+
+
+def test_aborting_a_paused_rollout_clears_where_it_was_paused() -> None:
+    p, _ = pause(_at_step_one(), T0 + 70)
+    done, _, _ = abort(p, T0 + 71)
+    assert (done.state, done.paused_state) == ("aborted", None)

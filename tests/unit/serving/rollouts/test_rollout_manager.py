@@ -137,7 +137,13 @@ def test_an_unreachable_drift_monitor_is_no_verdict_not_a_failure(setup) -> None
     assert manager.describe(rid)["state"] == "promoted"
 
 
-SHADOW_SPEC = {**SPEC, "mode": "shadow-then-canary", "shadow_share": 0.5, "shadow_steps": 2}
+SHADOW_SPEC = {
+    **SPEC,
+    "mode": "shadow-then-canary",
+    "shadow_share": 0.5,
+    "shadow_steps": 2,
+    "shadow_max_concurrency": 3,
+}
 
 
 def test_shadow_and_paused_rollouts_route_the_weight_their_state_allows(setup) -> None:  # type: ignore[no-untyped-def]
@@ -148,6 +154,7 @@ def test_shadow_and_paused_rollouts_route_the_weight_their_state_allows(setup) -
     route = manager.routes()["detector"]
     assert (route.state, route.weight, route.shadow_share) == ("shadow", 0.0, 0.5)
     assert (route.rollout_id, route.champion, route.challenger) == (rid, 1, 2)
+    assert route.shadow_max_concurrency == 3
     # Paused while shadowing: still no live traffic, still mirrored.
     manager.pause(rid)
     route = manager.routes()["detector"]

@@ -231,3 +231,101 @@ def test_an_ended_rollouts_measurements_are_forgotten(setup) -> None:  # type: i
     assert manager.stats.window(rid, 0.0).challenger.requests == 5
     manager.abort(rid)
     assert manager.stats.window(rid, 0.0).challenger.requests == 0
+
+
+def test_commands_without_an_actor_say_unknown(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, *_ = setup
+    rid = manager.start(SPEC)["id"]
+    manager.tick()
+    manager.pause(rid)
+    manager.resume(rid)
+    manager.promote(rid)
+    assert [actor for kind, actor in _kinds_and_actors(manager, rid) if kind != "step"] == [
+        "unknown"
+    ] * 4
+    rid = manager.start({**SPEC, "challenger_version": 1})["id"]
+    manager.abort(rid)
+    assert _kinds_and_actors(manager, rid)[-1] == ("aborted", "unknown")
+
+
+def test_a_pending_rollout_of_one_model_does_not_hide_another_models_route(
+    setup, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    manager, store, deployer, _clock = setup
+    for i in (1, 2):
+        d = write_detector_dir(tmp_path / f"second-v{i}")
+        (d / "manifest.yaml").write_text(
+            (d / "manifest.yaml").read_text().replace("name: detector", "name: second")
+        )
+        store.register(d, description=f"second v{i}")
+    store.set_alias("second", "champion", 1)
+    deployer.instant = False
+    manager.start({**SPEC, "model": "second"})  # listed first, and stays pending
+    rid = manager.start(SPEC)["id"]
+    deployer.running.add(("detector", 2))
+    manager.tick()
+    routes = manager.routes()
+    assert list(routes) == ["detector"] and routes["detector"].rollout_id == rid
+
+
+def test_an_ended_rollouts_challenger_is_not_brought_back_after_its_drain(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, deployer, clock = setup
+    manager.abort(manager.start(SPEC)["id"])
+    clock.now += 5
+    manager.tick()
+    assert deployer.retired == [("detector", 2)]
+    ensured = len(deployer.ensured)
+    for _ in range(3):
+        clock.now += 1
+        manager.tick()
+    assert len(deployer.ensured) == ensured and not deployer.ready("detector", 2)
+
+
+def test_a_stale_drain_never_retires_the_champion(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, store, deployer, clock = setup
+    manager.abort(manager.start(SPEC)["id"])  # v2 drains in 5 s ...
+    again = manager.start(SPEC)["id"]
+    manager.tick()
+    manager.promote(again)  # ... but v2 is the champion by then (and v1 drains in 5 s)
+    clock.now += 5
+    manager.tick()
+    assert store.aliases("detector") == {"champion": 2}
+    assert deployer.retired == [("detector", 1)] and deployer.ready("detector", 2)
+
+
+def test_a_failing_tick_is_logged_with_its_rollout(setup, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    from serving.errors import CanaryError
+
+    manager, _store, deployer, _clock = setup
+    rid = manager.start(SPEC)["id"]
+
+    def unreachable(model: str, version: int) -> bool:
+        raise CanaryError("serve controller unreachable")
+
+    deployer.ready = unreachable
+    with caplog.at_level("ERROR", logger="canaryserve.controller"):
+        manager.tick()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"rollout {rid}: serve controller unreachable"
+    ]
+
+
+def test_an_unreachable_drift_monitor_is_logged_with_its_rollout(
+    setup, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, _deployer, clock = setup
+
+    def down(*args: object) -> None:
+        raise TimeoutError("monitor restarting")
+
+    manager.drift = down
+    checks = [{"name": "prediction_drift", "threshold": 0.5}]
+    rid = manager.start({**SPEC, "checks": checks})["id"]
+    manager.tick()
+    clock.now += 11
+    traffic(manager, rid, clock.now - 1, challenger_errors=False)
+    with caplog.at_level("WARNING", logger="canaryserve.controller"):
+        manager.tick()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"rollout {rid}: drift monitor unavailable: TimeoutError('monitor restarting')"
+    ]
