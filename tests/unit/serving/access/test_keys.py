@@ -365,6 +365,24 @@ def test_the_keys_file_is_rewritten_beside_itself_not_in_the_system_temp_dir(
     assert [k["name"] for k in list_keys(path)] == ["bob"]
 
 
+def test_a_write_in_progress_is_a_hidden_file_named_for_its_keys_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A write cut short (a full disk, a killed process) leaves `.keys.json.<random>`: hidden
+    # from a listing of the volume, and clearly the leftover of this file.
+    renamed: list[tuple[str, str]] = []
+    real_replace = auth.os.replace
+
+    def replace(src: str, dst: str) -> None:
+        renamed.append((Path(src).name, Path(dst).name))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(auth.os, "replace", replace)
+    add_key(tmp_path / "keys.json", "alice", "infer")
+    [(src, dst)] = renamed
+    assert src.startswith(".keys.json.") and len(src) > len(".keys.json.") and dst == "keys.json"
+
+
 def test_revoking_one_key_keeps_the_others(keys_file: Path) -> None:
     alice = add_key(keys_file, "alice", "admin")
     bob = add_key(keys_file, "bob", "infer")
