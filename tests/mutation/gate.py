@@ -154,7 +154,7 @@ def write_report(before: dict[str, tuple[float | None, int]] | None = None) -> l
     """Write REPORT.md and results.json; returns the gate's failures.
 
     ``before`` is module -> (score, mutants judged) of an earlier run; a module whose earlier
-    run judged fewer mutants than it has now was sampled, and the column says so."""
+    run was a sample has its sample size (0 for a full run), and the column says so."""
     results, kept = read_results(), read_kept()
     table = scores(results, kept)
     commit = subprocess.run(
@@ -308,8 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "report":
         before = None
         if args.before:
-            old = json.loads(args.before.read_text())["results"]
-            before = {s.module: (s.score, s.total) for s in scores(old, read_kept())}
+            doc = json.loads(args.before.read_text())
+            sampled = set(doc.get("sampled", []))  # modules whose earlier run was a sample
+            before = {
+                s.module: (s.score, s.total if s.module in sampled else 0)
+                for s in scores(doc["results"], read_kept())
+            }
         failures = write_report(before)
         for f in failures:
             print("mutation gate:", f)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from serving.errors import InvalidRolloutTransition
+from serving.errors import InvalidRolloutSpec, InvalidRolloutTransition
 from serving.rollouts.checks import CheckResult
 from serving.rollouts.machine import (
     Event,
@@ -270,3 +270,27 @@ def test_aborting_a_paused_rollout_clears_where_it_was_paused() -> None:
     p, _ = pause(_at_step_one(), T0 + 70)
     done, _, _ = abort(p, T0 + 71)
     assert (done.state, done.paused_state) == ("aborted", None)
+
+
+def test_start_records_what_was_asked_and_opens_its_first_window_now() -> None:
+    spec = _spec(mode="shadow-then-canary")
+    r, [ev] = start(spec, champion_version=2, rollout_id="ro-1", now=T0)
+    assert (r.created_at, r.updated_at, r.phase_started_at) == (T0, T0, T0)
+    assert ev == Event(
+        "ro-1",
+        T0,
+        "started",
+        None,
+        "pending",
+        0.0,
+        {
+            "model": "detector",
+            "champion_version": 2,
+            "challenger_version": 3,
+            "mode": "shadow-then-canary",
+            "weights": [10, 50, 100],
+        },
+    )
+    with pytest.raises(InvalidRolloutSpec) as e:
+        start(spec, champion_version=3, rollout_id="ro-2", now=T0)
+    assert e.value.details == {"model": "detector", "version": 3}
