@@ -8,27 +8,16 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from drift.windows import TS_COLUMN, WindowKey, WindowStore, utc_now
+from tests.unit.drift.test_drift_windows import T0, FakeClock
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T0_EPOCH = T0.timestamp()
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 def _ts(frame: pd.DataFrame) -> list[pd.Timestamp]:

@@ -83,6 +83,10 @@ class FakeClock:
         self.reads = 0
         self.on_read: Callable[[int], None] | None = None
 
+    def set_after_the_first_reading(self, event: threading.Event) -> None:
+        """Set ``event`` at the second reading: once a call has read its deadline."""
+        self.on_read = lambda reads: event.set() if reads > 1 else None
+
     def monotonic(self) -> float:
         self.reads += 1
         if self.on_read is not None:

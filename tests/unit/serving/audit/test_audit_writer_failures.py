@@ -137,13 +137,9 @@ def test_flush_waits_for_a_body_still_being_written_when_the_records_are_in(
     inputs = HeldInputs(tmp_path / "bodies")
     clock = FakeClock(100.0)
 
-    def release_after_the_first_reading(reads: int) -> None:
-        # flush reads the clock to set its deadline, then again once the records are in: the
-        # body finishes only then, so flush must wait for it with the time it has left.
-        if reads > 1:
-            inputs.release.set()
-
-    clock.on_read = release_after_the_first_reading
+    # flush reads the clock to set its deadline, then again once the records are in: the body
+    # finishes only then, so flush must wait for it with the time it has left.
+    clock.set_after_the_first_reading(inputs.release)
     monkeypatch.setattr(writer_module, "time", clock)
     writer = AuditWriter(store, inputs=inputs, flush_interval_s=60)
     sha = sha256_hex(b"frame")
@@ -194,13 +190,9 @@ def test_close_waits_for_records_still_being_written(
     sink = Sink(store, gated=True)
     clock = FakeClock(100.0)
 
-    def release_after_the_first_reading(reads: int) -> None:
-        # close reads the clock for its deadline, then for each queue's share of it: the
-        # database answers only then, so close must wait for it.
-        if reads > 1:
-            sink.release.set()
-
-    clock.on_read = release_after_the_first_reading
+    # close reads the clock for its deadline, then for each queue's share of it: the database
+    # answers only then, so close must wait for it.
+    clock.set_after_the_first_reading(sink.release)
     monkeypatch.setattr(writer_module, "time", clock)
     writer = AuditWriter(sink, flush_interval_s=60)
     for i in range(3):
