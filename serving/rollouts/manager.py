@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from model_registry.store import CHALLENGER, CHAMPION, ModelStore
 from serving.canary.records import RolloutRecord
 from serving.canary.routes import RolloutRoute
-from serving.errors import CanaryError, InvalidRolloutSpec, RolloutConflict
+from serving.errors import CanaryError, InvalidRolloutSpec
 from serving.rollouts import machine as sm
 from serving.rollouts.checks import WindowStats
 from serving.rollouts.evidence import PREDICTION_DRIFT, DriftSource
@@ -57,7 +57,7 @@ class RolloutManager:
         deployer: Deployer,
         *,
         clock: Callable[[], float] = time.time,
-        drain_delay_s: float = 6.0,
+        drain_delay_s: float,
         drift: DriftSource | None = None,
     ) -> None:
         self.store = store
@@ -89,15 +89,11 @@ class RolloutManager:
             raise InvalidRolloutSpec(
                 f"{spec.model} v{spec.challenger_version} is already the champion"
             )
-        active = self.store.active_for(spec.model)
-        if active is not None:
-            raise RolloutConflict(
-                f"{spec.model} already has an active rollout {active.id!r} ({active.state}); "
-                "abort or finish it first"
-            )
         rollout_id = f"{spec.model}-v{spec.challenger_version}-{uuid.uuid4().hex[:8]}"
         r, events = sm.start(spec, champion, rollout_id, self.clock())
         events = [_with_actor(e, actor) for e in events]
+        # RolloutConflict when the model has an active rollout: the store checks it in the same
+        # transaction as the insert, so two concurrent starts cannot both pass.
         self.store.create(r, events)
         self.registry.set_alias(spec.model, CHALLENGER, spec.challenger_version)
         self.deployer.ensure(spec.model, spec.challenger_version)
@@ -220,7 +216,7 @@ class RolloutManager:
         now = self.clock()
         if action.kind == "promote":
             old = r.champion_version
-            reason = action.reason or "all checks passed at every step"
+            reason = action.reason  # a stable code: checks_passed, manual_promotion
             self.registry.set_alias(model, CHAMPION, challenger)
             self.registry.delete_alias(model, CHALLENGER)
             self.registry.set_tag(model, old, "canaryserve.replaced_at", _iso(now))
@@ -233,9 +229,9 @@ class RolloutManager:
             self._drains.append((now + self.drain_delay_s, model, old))
         elif action.kind == "rollback":
             self.registry.delete_alias(model, CHALLENGER)
+            # The stable code: the failed check's name, insufficient_data or aborted.
+            self.registry.set_tag(model, challenger, "canaryserve.rollback.check", action.reason)
             failed = action.failed_check
-            check = failed.name if failed is not None else (action.reason or "aborted")
-            self.registry.set_tag(model, challenger, "canaryserve.rollback.check", check)
             if failed is not None and failed.value is not None:
                 self.registry.set_tag(
                     model, challenger, "canaryserve.rollback.value", f"{failed.value:.6g}"

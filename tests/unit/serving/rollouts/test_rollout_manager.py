@@ -65,10 +65,15 @@ def test_a_stale_drain_does_not_retire_a_version_in_use_again(setup) -> None:  #
 
 
 def test_one_active_rollout_per_model(setup) -> None:  # type: ignore[no-untyped-def]
-    manager, *_ = setup
-    manager.start(SPEC)
-    with pytest.raises(RolloutConflict, match="already has an active rollout"):
+    manager, store, *_ = setup
+    first = manager.start(SPEC)["id"]
+    with pytest.raises(RolloutConflict, match="already has an active rollout") as refused:
         manager.start(SPEC)
+    # The refusal names the rollout in the way, and the refused start left nothing behind.
+    assert refused.value.details == {"model": "detector", "rollout_id": first}
+    assert first in refused.value.message
+    assert [r["id"] for r in manager.list()] == [first]
+    assert store.aliases("detector") == {"champion": 1, "challenger": 2}
 
 
 def test_prediction_drift_rolls_back_and_records_the_report_id(setup) -> None:  # type: ignore[no-untyped-def]

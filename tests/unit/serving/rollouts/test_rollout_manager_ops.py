@@ -251,7 +251,7 @@ def test_commands_without_an_actor_say_unknown(setup) -> None:  # type: ignore[n
 def test_a_pending_rollout_of_one_model_does_not_hide_another_models_route(
     setup, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    manager, store, deployer, _clock = setup
+    manager, store, deployer, clock = setup
     for i in (1, 2):
         d = write_detector_dir(tmp_path / f"second-v{i}")
         (d / "manifest.yaml").write_text(
@@ -260,8 +260,10 @@ def test_a_pending_rollout_of_one_model_does_not_hide_another_models_route(
         store.register(d, description=f"second v{i}")
     store.set_alias("second", "champion", 1)
     deployer.instant = False
-    manager.start({**SPEC, "model": "second"})  # listed first, and stays pending
+    manager.start({**SPEC, "model": "second"})  # stays pending
+    clock.now += 1  # the store lists oldest first: "second" comes before "detector"
     rid = manager.start(SPEC)["id"]
+    assert [r["spec"]["model"] for r in manager.list()] == ["second", "detector"]
     deployer.running.add(("detector", 2))
     manager.tick()
     routes = manager.routes()
