@@ -97,3 +97,14 @@ def traffic(manager: RolloutManager, rid: str, now: float, *, challenger_errors:
                 )
             )
     manager.report(records)
+
+
+def fail_the_first_step(manager: RolloutManager, clock: Clock) -> str:
+    """Start SPEC, let its first interval pass with every challenger call failing, and judge
+    it: error_rate rolls the rollout back. Returns the rollout's id."""
+    rid: str = manager.start(SPEC)["id"]
+    manager.tick()
+    clock.now += 11
+    traffic(manager, rid, clock.now - 1, challenger_errors=True)
+    manager.tick()
+    return rid

@@ -11,7 +11,7 @@ from serving.errors import RolloutConflict
 from serving.rollouts.evidence import DriftEvidence
 from serving.rollouts.manager import RolloutManager
 from serving.rollouts.store import RolloutStore
-from tests.unit.serving.rollouts.conftest import SPEC, traffic
+from tests.unit.serving.rollouts.conftest import SPEC, fail_the_first_step, traffic
 
 pytestmark = pytest.mark.usefixtures("prediction_drift")
 
@@ -40,11 +40,7 @@ def test_promotion_moves_aliases_tags_and_drains_the_old_champion(setup) -> None
 
 def test_failed_check_rolls_back_with_the_measured_value(setup) -> None:  # type: ignore[no-untyped-def]
     manager, store, _deployer, clock = setup
-    rid = manager.start(SPEC)["id"]
-    manager.tick()
-    clock.now += 11
-    traffic(manager, rid, clock.now - 1, challenger_errors=True)
-    manager.tick()
+    rid = fail_the_first_step(manager, clock)
     done = manager.describe(rid)
     assert done["state"] == "rolled_back" and done["ended_reason"] == "error_rate"
     tags = store.get("detector/2").tags

@@ -11,18 +11,14 @@ import logging
 import pytest
 
 from serving.rollouts.evidence import DriftEvidence
-from tests.unit.serving.rollouts.conftest import SPEC, traffic
+from tests.unit.serving.rollouts.conftest import SPEC, fail_the_first_step, traffic
 
 pytestmark = pytest.mark.usefixtures("prediction_drift")
 
 
 def test_a_rolled_back_challenger_drains_after_the_delay_not_before(setup) -> None:  # type: ignore[no-untyped-def]
     manager, _store, deployer, clock = setup
-    rid = manager.start(SPEC)["id"]
-    manager.tick()
-    clock.now += 11
-    traffic(manager, rid, clock.now - 1, challenger_errors=True)
-    manager.tick()  # error_rate fails: rolled back, v2 drains in 5 s
+    rid = fail_the_first_step(manager, clock)  # v2 drains in 5 s
     assert manager.describe(rid)["state"] == "rolled_back"
     clock.now += 4.999
     manager.tick()

@@ -14,7 +14,7 @@ from serving.errors import InvalidRolloutSpec, UnknownModelVersion
 from serving.rollouts.evidence import DriftEvidence
 from serving.rollouts.manager import RolloutManager
 from tests.unit.model_registry.test_validate import write_detector_dir
-from tests.unit.serving.rollouts.conftest import SPEC, traffic
+from tests.unit.serving.rollouts.conftest import SPEC, fail_the_first_step, traffic
 
 pytestmark = pytest.mark.usefixtures("prediction_drift")
 T0_ISO = "1970-01-12T13:46:40+00:00"  # the clock's start
@@ -78,11 +78,7 @@ def test_an_automatic_promotion_gives_its_reason(setup) -> None:  # type: ignore
 
 def test_a_failed_check_tags_the_challenger_with_value_threshold_rollout_and_time(setup) -> None:  # type: ignore[no-untyped-def]
     manager, store, deployer, clock = setup
-    rid = manager.start(SPEC)["id"]
-    manager.tick()
-    clock.now += 11
-    traffic(manager, rid, clock.now - 1, challenger_errors=True)
-    manager.tick()
+    rid = fail_the_first_step(manager, clock)
     tags = store.get("detector/2").tags
     assert tags["canaryserve.rollback.check"] == "error_rate"
     assert tags["canaryserve.rollback.value"] == "1"
