@@ -10,25 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-KEYPOINT_NAMES = (
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)
+from deployments.models.keypoints import COCO17
+
+KEYPOINT_NAMES = COCO17
 INPUT_NAME = "images"
 OUTPUT_NAME = "output0"
 NUM_ROWS = 5 + 3 * len(KEYPOINT_NAMES)  # 56
