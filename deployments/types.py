@@ -54,6 +54,16 @@ class ActionPrediction:
 
 
 @dataclass(frozen=True)
+class TrackAction:
+    """What a pipeline says about one track: the model's prediction, and ``uncertain`` when its
+    confidence is below the pipeline's ``uncertain_below`` (None: the prediction's label)."""
+
+    track_id: int
+    prediction: ActionPrediction
+    outcome: str | None = None
+
+
+@dataclass(frozen=True)
 class TrackPoint:
     frame_index: int
     detection: Detection

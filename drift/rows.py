@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deployments.types import ActionPrediction, Detection
+from deployments.types import ActionPrediction, Detection, TrackAction
 from drift.features import (
     action_features,
     clip_features,
@@ -75,8 +75,10 @@ def prediction_row(kind: str, output: Any, image_size: tuple[int, int]) -> dict[
     elif kind == "text":
         feats = dict(ocr_features(output))
     elif kind == "actions":
-        # classify_tracks yields (track_id, prediction) pairs; the model itself yields predictions.
-        preds: list[ActionPrediction] = [p[1] if isinstance(p, tuple) else p for p in output]
+        # classify_tracks yields TrackActions; the model itself yields predictions.
+        preds: list[ActionPrediction] = [
+            p.prediction if isinstance(p, TrackAction) else p for p in output
+        ]
         feats = action_features(preds)
     else:
         raise ValueError(f"Output kind {kind!r} has no prediction features; {MODEL_OUTPUT_KINDS}.")

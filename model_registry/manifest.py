@@ -73,6 +73,27 @@ class Manifest(BaseModel):
                 raise ValueError(f"artifact {role!r} path {rel!r} must be relative, inside the dir")
         return v
 
+    @property
+    def keypoint_layout(self) -> str | None:
+        """The keypoint layout this version reports (detection) or consumes (action).
+
+        A detector's follows from its decoder; an action version declares it in
+        ``preprocess.keypoint_layout`` (versions from before layouts existed consume BlazePose's
+        four points). OCR has none.
+        """
+        from deployments.models.keypoints import DECODER_LAYOUT
+
+        if self.task == "detection":
+            return DECODER_LAYOUT.get(str(self.postprocess.get("decoder", "blazepose")))
+        if self.task == "action":
+            return str(self.preprocess.get("keypoint_layout", "blazepose4"))
+        return None
+
+    @property
+    def license(self) -> str | None:
+        """The weights' licence as the lineage records it (``source.license``)."""
+        return self.source.get("license")
+
     def artifact_path(self, model_dir: Path, role: str) -> Path:
         if role not in self.artifacts:
             raise ManifestError(

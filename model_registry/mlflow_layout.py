@@ -7,7 +7,8 @@ registered model version points at that artifact. Integrity and lineage live in 
 - ``canaryserve.sha256``: JSON ``{relpath: sha256}`` of every file. One JSON tag rather than
   one tag per file because tag *keys* are limited to 250 chars of ``[/\\w.\\- :]`` (file names
   are not), while a registry tag *value* may hold 100,000 chars (~1,000 files).
-- ``canaryserve.task``, ``canaryserve.source.<k>`` (manifest.source), ``canaryserve.metric.<k>``.
+- ``canaryserve.task``, ``canaryserve.keypoint_layout`` (see ``Manifest.keypoint_layout``),
+  ``canaryserve.source.<k>`` (manifest.source), ``canaryserve.metric.<k>``.
 - ``canaryserve.drift.reference``: the frozen drift reference (see ``drift_reference.py``).
 
 Registered models created here carry the tag ``canaryserve.managed=true``; ``list_models`` shows
@@ -42,8 +43,9 @@ TAG_FILES = "canaryserve.sha256"
 TAG_SOURCE = "canaryserve.source."
 TAG_METRIC = "canaryserve.metric."
 TAG_REFERENCE = "canaryserve.drift.reference"
+TAG_LAYOUT = "canaryserve.keypoint_layout"
 REFERENCE_DIR = "drift"
-RESERVED_TAGS = (TAG_FILES, TAG_TASK, TAG_SOURCE, TAG_METRIC, TAG_REFERENCE)
+RESERVED_TAGS = (TAG_FILES, TAG_TASK, TAG_SOURCE, TAG_METRIC, TAG_REFERENCE, TAG_LAYOUT)
 MAX_TAG_VALUE = 100_000  # mlflow.utils.validation.MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH
 _MAX_PARAM_VALUE = 500  # MLflow allows 6000; params are for reading, not storage
 _BAD_KEY_CHARS = re.compile(r"[^\w.\-]")
@@ -81,6 +83,7 @@ def registration_tags(
         **dict(tags),
         TAG_TASK: manifest.task,
         TAG_FILES: files_json,
+        **({TAG_LAYOUT: manifest.keypoint_layout} if manifest.keypoint_layout else {}),
         **{TAG_SOURCE + mlflow_key(k): str(v) for k, v in manifest.source.items()},
         **{TAG_METRIC + mlflow_key(k): repr(float(v)) for k, v in manifest.metrics.items()},
     }

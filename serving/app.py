@@ -21,6 +21,7 @@ from ray import serve
 from deployments.base import ModelBinding
 from drift.actor import ensure_monitor, rollout_drift
 from drift.check import PredictionDriftCheck
+from model_registry.mlflow_layout import TAG_LAYOUT
 from model_registry.mlflow_store import MlflowModelStore
 from model_registry.settings import RegistryRef, data_dir, tracking_uri
 from model_registry.store import ModelStore
@@ -29,6 +30,7 @@ from serving.cluster.versions import LocalVersionApps, binding, version_app
 from serving.config import PlatformConfig, load_config
 from serving.errors import ConfigError, UnknownModelVersion
 from serving.http.ingress import Ingress
+from serving.pipelines.spec import check_keypoint_layouts
 from serving.rollouts.actor import ensure_controller
 from serving.rollouts.checks import Check, register_check
 
@@ -89,7 +91,21 @@ def plan_deployments(
         champion = aliases[name].get("champion")
         default[name] = champion if champion in versions else versions[0]
         bindings += [binding(config, registry, name, number) for number in versions]
+    check_layouts(config, store, served)
     return Plan(bindings, VersionTable(served=served, default=default, aliases=aliases), registry)
+
+
+def check_layouts(config: PlatformConfig, store: ModelStore, served: dict[str, list[int]]) -> None:
+    """Every pipeline's detector/action pairs agree on keypoints (``check_keypoint_layouts``)."""
+    layouts = {
+        name: {v: store.get(f"{name}/{v}").tags.get(TAG_LAYOUT) for v in versions}
+        for name, versions in served.items()
+    }
+    for pname, pipe in config.pipelines.items():
+        try:
+            check_keypoint_layouts(pname, pipe, layouts)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def ingress_app(config: PlatformConfig, plan: Plan) -> Any:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from itertools import zip_longest
 from typing import Any
 
-from deployments.types import ActionPrediction, Detection, TextLine
+from deployments.types import Detection, TextLine, TrackAction
 
 Box = tuple[float, float, float, float]
 
@@ -100,13 +100,12 @@ def ocr_agreement(a: Sequence[TextLine], b: Sequence[TextLine]) -> float:
     return min(1.0, max(0.0, 1.0 - character_error_rate(ref, hyp)))
 
 
-def action_agreement(
-    a: Sequence[tuple[int, ActionPrediction]], b: Sequence[tuple[int, ActionPrediction]]
-) -> float:
+def action_agreement(a: Sequence[TrackAction], b: Sequence[TrackAction]) -> float:
     """Share of track ids (of either side) given the same label; a track only one side
-    classified counts as a disagreement."""
-    la = {track: p.label for track, p in a}
-    lb = {track: p.label for track, p in b}
+    classified counts as a disagreement. The models' labels are compared, not the outcomes:
+    a label below the pipeline's ``uncertain_below`` still says what the model thought."""
+    la = {x.track_id: x.prediction.label for x in a}
+    lb = {x.track_id: x.prediction.label for x in b}
     tracks = la.keys() | lb.keys()
     if not tracks:
         return 1.0

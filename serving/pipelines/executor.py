@@ -94,7 +94,7 @@ def result_kpis(spec: PipelineSpec, raw: dict[str, Any]) -> tuple[list[float], l
         elif node.model and kind == "text":
             confidences += [line.confidence for line in value]
         elif node.model and kind == "actions":
-            confidences += [pred.confidence for _, pred in value]
+            confidences += [a.prediction.confidence for a in value]
         elif kind == "alerts":
-            alerts += [str(a["action"]) for a in value]
+            alerts += [a.action for a in value]
     return confidences, alerts

@@ -9,15 +9,16 @@ one entry here.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from deployments.types import Track
+from deployments.models.keypoints import LayoutName, can_derive, derive
+from deployments.types import Track, TrackAction
+from serving.pipelines.alerts import UNCERTAIN, Alert, AlertRule, snapshot_with_box
 from serving.pipelines.tracker import TrackerConfig, track_detections
 from serving.schema import Strict
 
@@ -53,10 +54,29 @@ class OcrParams(_Params):
     min_confidence: float = Field(default=0.0, ge=0, le=1)
 
 
+class ClassifyParams(_Params):
+    uncertain_below: float = Field(
+        default=0.5, ge=0, le=1, description="Below this confidence the outcome is 'uncertain'."
+    )
+    derive_keypoints: list[LayoutName] = Field(
+        default_factory=list,
+        description=(
+            "Keypoint layouts to derive from the detector's before classifying (e.g. "
+            "blazepose4 from coco17), so an action version that consumes another layout "
+            "than the detector reports can be served; see deployments.models.keypoints."
+        ),
+    )
+
+
 class AlertParams(_Params):
     labels: list[str] = Field(min_length=1, description="Action labels that raise an alert.")
-    min_confidence: float = Field(default=0.5, ge=0, le=1)
-    snapshot_max_side: int = Field(default=256, ge=16, le=2048)
+    review_below: float = Field(
+        default=0.8, ge=0, le=1, description="Alerts below this confidence go to human review."
+    )
+    high_risk: list[str] = Field(
+        default_factory=list, description="Labels whose alerts always go to human review."
+    )
+    snapshot_max_side: int = Field(default=640, ge=16, le=2048)
     jpeg_quality: int = Field(default=85, ge=10, le=100)
 
 
@@ -108,61 +128,63 @@ async def _classify_tracks(call: ModelCaller, model: str | None, args: list[Any]
     tracks: list[Track] = args[0]
     if not tracks:
         return []
+    if p.derive_keypoints:
+        tracks = [_with_layouts(t, p.derive_keypoints) for t in tracks]
     preds = await call(model or "", list(tracks))
-    return [(t.track_id, pred) for t, pred in zip(tracks, preds, strict=True)]
+    return [
+        TrackAction(t.track_id, pred, UNCERTAIN if pred.confidence < p.uncertain_below else None)
+        for t, pred in zip(tracks, preds, strict=True)
+    ]
+
+
+def _with_layouts(track: Track, targets: list[str]) -> Track:
+    """The track with ``targets``' keypoints derived from the COCO ones wherever it has them."""
+    points = []
+    for tp in track.points:
+        det = tp.detection
+        for target in targets:
+            if can_derive("coco17", target):
+                det = derive(det, "coco17", target)
+        points.append(replace(tp, detection=det))
+    return replace(track, points=tuple(points))
 
 
 async def _alerts(call: ModelCaller, model: str | None, args: list[Any], p: Any) -> Any:
-    actions, tracks, clip = args
+    actions: list[TrackAction] = args[0]
+    tracks, clip = args[1], args[2]
     by_id = {t.track_id: t for t in tracks}
-    wanted = set(p.labels)
+    # Uncertain actions were decided by classify_tracks; this node routes the rest.
+    rule = AlertRule(
+        labels=p.labels, uncertain_below=0.0, review_below=p.review_below, high_risk=p.high_risk
+    )
     alerts = []
-    for track_id, pred in actions:
-        if pred.label not in wanted or pred.confidence < p.min_confidence:
+    for item in actions:
+        pred = item.prediction
+        where = None if item.outcome == UNCERTAIN else rule.route(pred.label, pred.confidence)
+        if where is None:
             continue
-        track = by_id[track_id]
+        track = by_id[item.track_id]
         # The snapshot is the track's most confident sighting: the frame a human would pick.
         point = max(track.points, key=lambda tp: tp.detection.score)
-        det = point.detection
-        snapshot = await asyncio.to_thread(
-            snapshot_jpeg,
-            clip.frames[point.frame_index],
-            det.body_box or det.box,
-            p.snapshot_max_side,
-            p.jpeg_quality,
-        )
+        box = point.detection.body_box or point.detection.box
+        snapshot, shown = await asyncio.to_thread(
+            snapshot_with_box, clip.frames[point.frame_index], box,
+            p.snapshot_max_side, p.jpeg_quality,
+        )  # fmt: skip
         alerts.append(
-            {
-                "track_id": track_id,
-                "action": pred.label,
-                "confidence": round(pred.confidence, 4),
-                "frame_index": point.frame_index,
-                "box": [round(v, 1) for v in (det.body_box or det.box)],
-                "snapshot_jpeg_base64": snapshot,
-            }
+            Alert(
+                track_id=item.track_id,
+                action=pred.label,
+                confidence=round(pred.confidence, 4),
+                route=where[0],
+                reason=where[1],
+                frame_index=point.frame_index,
+                box=tuple(round(v, 1) for v in box),  # type: ignore[arg-type]
+                snapshot_jpeg_base64=snapshot,
+                snapshot_box=shown,
+            )
         )
     return alerts
-
-
-def snapshot_jpeg(
-    frame: np.ndarray, box: tuple[float, float, float, float], max_side: int, quality: int
-) -> str:
-    import cv2
-
-    h, w = frame.shape[:2]
-    x1, y1, x2, y2 = box
-    x1, y1 = max(0, int(x1)), max(0, int(y1))
-    x2, y2 = min(w, int(np.ceil(x2))), min(h, int(np.ceil(y2)))
-    crop = frame[y1:y2, x1:x2] if x2 > x1 and y2 > y1 else frame
-    scale = max_side / max(crop.shape[:2])
-    if scale < 1:
-        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    if not ok:  # pragma: no cover - imencode of a uint8 crop does not fail
-        raise RuntimeError("JPEG encoding failed")
-    return base64.b64encode(buf.tobytes()).decode("ascii")
 
 
 OPS: dict[str, Op] = {
@@ -180,7 +202,7 @@ OPS: dict[str, Op] = {
         Op("ocr", ("image",), "text", "ocr", OcrParams, _ocr),
         Op("persons", ("detections",), "detections", None, ScoreParams, _persons),
         Op("track", ("frame_detections", "frames"), "tracks", None, TrackerConfig, _track),
-        Op("classify_tracks", ("tracks",), "actions", "action", _Params, _classify_tracks),
+        Op("classify_tracks", ("tracks",), "actions", "action", ClassifyParams, _classify_tracks),
         Op("alerts", ("actions", "tracks", "frames"), "alerts", None, AlertParams, _alerts),
     )
 }
@@ -197,7 +219,16 @@ def to_json(kind: str, value: Any) -> Any:
     if kind == "tracks":
         return [_round(t.to_dict()) for t in value]
     if kind == "actions":
-        return [{"track_id": tid, **_round(pred.to_dict())} for tid, pred in value]
+        return [
+            {
+                "track_id": a.track_id,
+                **_round(a.prediction.to_dict()),
+                "outcome": a.outcome or a.prediction.label,
+            }
+            for a in value
+        ]
+    if kind == "alerts":
+        return [a.model_dump(mode="json") for a in value]
     return value
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from deployments.models.keypoints import can_derive
 from serving.pipelines.ops import OPS, PIPELINE_INPUT_KINDS
 from serving.schema import Strict
 
@@ -82,3 +83,52 @@ def check_pipeline(pname: str, pipe: PipelineSpec, model_tasks: Mapping[str, str
             raise ValueError(f"pipelines.{pname}.output.{field}: {src!r} is not a node")
     if pipe.input not in PIPELINE_INPUT_KINDS:  # pragma: no cover - Literal guards it
         raise ValueError(f"pipelines.{pname}.input: {pipe.input!r}")
+
+
+def check_keypoint_layouts(
+    pname: str, pipe: PipelineSpec, layouts: Mapping[str, Mapping[int, str | None]]
+) -> None:
+    """Refuse a detector/action pair whose keypoint layouts differ, unless the action node
+    derives the action's layout from the detector's (``params.derive_keypoints``).
+
+    ``layouts[model][version]`` is the layout each served version reports or consumes (see
+    ``Manifest.keypoint_layout``); a version without one (registered before layouts were
+    recorded) is not judged. Every served detector version is paired with every served action
+    version, since the router may combine any two.
+    """
+    nodes = {n.name: n for n in pipe.nodes}
+    for i, node in enumerate(pipe.nodes):
+        if node.op != "classify_tracks" or node.model is None:
+            continue
+        detector = _upstream_model(nodes, node.inputs[0], "detection")
+        if detector is None:
+            continue
+        derived = set(node.params.get("derive_keypoints", []))
+        for dv, got in sorted(layouts.get(detector, {}).items()):
+            for av, want in sorted(layouts.get(node.model, {}).items()):
+                if got is None or want is None or got == want:
+                    continue
+                if want in derived and can_derive(got, want):
+                    continue
+                raise ValueError(
+                    f"pipelines.{pname}.nodes[{i}] ({node.name!r}): {node.model} v{av} consumes "
+                    f"{want!r} keypoints but {detector} v{dv} reports {got!r}; add "
+                    f"derive_keypoints: [{want}] to the node's params (if {want!r} can be "
+                    f"derived from {got!r}) or serve a matching pair"
+                )
+
+
+def _upstream_model(nodes: Mapping[str, NodeSpec], start: str, task: str) -> str | None:
+    """The model of the nearest node of ``task`` upstream of ``start`` (first inputs first)."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop(0)
+        node = nodes.get(name)
+        if node is None or name in seen:
+            continue
+        seen.add(name)
+        if OPS[node.op].task == task:
+            return node.model
+        todo += node.inputs
+    return None

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deployments.types import ActionPrediction, Detection, TextLine
+from deployments.types import ActionPrediction, Detection, TextLine, TrackAction
 from drift.reference import (
     DEFAULT_ROWS,
     EvalClip,
@@ -28,7 +28,9 @@ def test_prediction_rows_per_output_kind() -> None:
         "pred_box_area_share": 0.25,
     }
     assert prediction_row("text", [LINE], (64, 48))["pred_text_length"] == 12.0
-    actions = prediction_row("actions", [(1, ActionPrediction("walking", 0.7))], (64, 48))
+    actions = prediction_row(
+        "actions", [TrackAction(1, ActionPrediction("walking", 0.7))], (64, 48)
+    )
     assert actions["pred_label"] == "walking" and actions["pred_prediction_count"] == 1.0
     with pytest.raises(ValueError, match="no prediction features"):
         prediction_row("alerts", [], (64, 48))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.types import ActionPrediction, Detection, TextLine
+from deployments.types import ActionPrediction, Detection, TextLine, TrackAction
 from serving.canary.compare import (
     action_agreement,
     agreement,
@@ -114,19 +114,21 @@ def test_ocr_agreement_empty_and_clipped() -> None:
 
 
 def test_action_agreement() -> None:
-    a = [(1, act("walk")), (2, act("fall")), (3, act("sit"))]
-    b = [(1, act("walk")), (2, act("walk")), (3, act("sit"))]
+    a = [TrackAction(1, act("walk")), TrackAction(2, act("fall")), TrackAction(3, act("sit"))]
+    b = [TrackAction(1, act("walk")), TrackAction(2, act("walk")), TrackAction(3, act("sit"))]
     assert action_agreement(a, b) == pytest.approx(2 / 3)
     assert action_agreement(a, a) == 1.0
     assert action_agreement([], []) == 1.0
     # Track 4 only on one side: 3 of the 4 tracks agree.
-    assert action_agreement(a, [*a, (4, act("run"))]) == pytest.approx(3 / 4)
+    assert action_agreement(a, [*a, TrackAction(4, act("run"))]) == pytest.approx(3 / 4)
+    # An uncertain outcome still compares the model's label.
+    assert action_agreement(a, [TrackAction(1, act("walk"), "uncertain"), *a[1:]]) == 1.0
 
 
 def test_agreement_dispatches_on_kind() -> None:
     assert agreement("detections", PEOPLE, PEOPLE[:2]) == pytest.approx(0.8)
     assert agreement("frame_detections", [PEOPLE], [PEOPLE[:2]]) == pytest.approx(0.8)
     assert agreement("text", [line("ab", 0, 0)], [line("ab", 0, 0)]) == 1.0
-    assert agreement("actions", [(1, act("walk"))], [(1, act("fall"))]) == 0.0
+    assert agreement("actions", [TrackAction(1, act("walk"))], [TrackAction(1, act("fall"))]) == 0.0
     with pytest.raises(ValueError, match="'image'"):
         agreement("image", [], [])

@@ -76,8 +76,22 @@ def test_inspect_runs_ocr_in_parallel_with_detection() -> None:
     assert out["persons"][0]["keypoints"][0]["name"] == "mid_hip"
 
 
+def _clip_with(prediction: Any, frames: list[np.ndarray] | None = None) -> dict[str, Any]:
+    """The packaged ``clip`` pipeline with the action model answering ``prediction``."""
+
+    async def call(model: str, items: list[Any]) -> list[Any]:
+        if model == "action":
+            return [prediction] * len(items)
+        return await Recorder()(model, items)
+
+    frames = frames or [np.zeros((120, 100, 3), np.uint8)] * 4
+    return asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=10), call))
+
+
 def test_clip_sends_frames_one_by_one_tracks_and_raises_alerts() -> None:
     import base64
+
+    import cv2
 
     from deployments.types import ActionPrediction
 
@@ -90,29 +104,56 @@ def test_clip_sends_frames_one_by_one_tracks_and_raises_alerts() -> None:
             return [ActionPrediction("crouching", 0.9, {"crouching": 0.9})] * len(items)
         return await rec(model, items)
 
-    frames = [np.full((120, 100, 3), i, np.uint8) for i in range(6)]
+    frames = [np.full((120, 100, 3), 40 + i, np.uint8) for i in range(6)]
     out = asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=10), call))
     # One item per frame, so the detector deployment can batch them.
     assert rec.calls[0][:2] == ("detector", 6)
     # The 0.2-score box is filtered (min_score 0.5); the steady box is one 6-frame track.
     assert len(seen_tracks) == 1 and len(seen_tracks[0].points) == 6
-    assert out["actions"][0]["label"] == "crouching"
+    assert out["actions"][0]["label"] == "crouching" and out["actions"][0]["outcome"] == "crouching"
     (alert,) = out["alerts"]
     assert alert["action"] == "crouching" and alert["track_id"] == out["tracks"][0]["track_id"]
-    assert base64.b64decode(alert["snapshot_jpeg_base64"])[:2] == b"\xff\xd8"
+    assert alert["confidence"] == 0.9 and (alert["route"], alert["reason"]) == (
+        "deliver",
+        "confident",
+    )
+    # The snapshot is the whole frame (100x120 is under the size limit) with the box in red.
+    jpeg = base64.b64decode(alert["snapshot_jpeg_base64"])
+    shot = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), 4)
+    assert shot.shape == (120, 100, 3)
+    assert alert["box"] == [10.0, 10.0, 50.0, 90.0] == alert["snapshot_box"]
+    edge, inside = shot[50, 10].astype(int), shot[50, 30].astype(int)
+    assert edge[0] > 200 and edge[1] < 90, edge  # red on the box's left edge
+    assert abs(inside - 40).max() < 12, inside  # the frame itself inside the box
 
 
-def test_alerts_respect_labels_and_confidence() -> None:
+def test_alerts_respect_labels() -> None:
     from deployments.types import ActionPrediction
 
-    async def call(model: str, items: list[Any]) -> list[Any]:
-        if model == "action":
-            return [ActionPrediction("walking", 0.99)] * len(items)
-        return await Recorder()(model, items)
-
-    frames = [np.zeros((120, 100, 3), np.uint8)] * 4
-    out = asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=10), call))
+    out = _clip_with(ActionPrediction("walking", 0.99))
     assert out["actions"][0]["label"] == "walking" and out["alerts"] == []
+
+
+def test_uncertain_actions_never_alert_and_middling_ones_go_to_review() -> None:
+    from deployments.types import ActionPrediction
+
+    low = _clip_with(ActionPrediction("reaching", 0.49))
+    assert low["actions"][0]["outcome"] == "uncertain" and low["alerts"] == []
+    assert low["actions"][0]["label"] == "reaching"  # what the model said is kept
+    mid = _clip_with(ActionPrediction("reaching", 0.5))
+    (alert,) = mid["alerts"]
+    assert (alert["route"], alert["reason"]) == ("review", "below_review_threshold")
+    high = _clip_with(ActionPrediction("reaching", 0.8))
+    assert [a["route"] for a in high["alerts"]] == ["deliver"]
+
+
+def test_a_large_frame_is_downscaled_with_its_box() -> None:
+    from deployments.types import ActionPrediction
+
+    frames = [np.zeros((1280, 960, 3), np.uint8)] * 4
+    (alert,) = _clip_with(ActionPrediction("crouching", 0.9), frames)["alerts"]
+    assert alert["box"] == [10.0, 10.0, 50.0, 90.0]
+    assert alert["snapshot_box"] == [5.0, 5.0, 25.0, 45.0]  # max side 640 of 1280
 
 
 def test_failure_in_one_branch_fails_the_request() -> None:
