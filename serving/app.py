@@ -33,6 +33,7 @@ from serving.http.ingress import Ingress
 from serving.pipelines.spec import check_keypoint_layouts
 from serving.rollouts.actor import ensure_controller
 from serving.rollouts.checks import Check, register_check
+from serving.rollouts.offline import OfflineAccuracyCheck
 
 log = logging.getLogger("canaryserve.app")
 APP_NAME = "canaryserve"
@@ -47,7 +48,7 @@ class Plan:
 
 def plugin_checks() -> list[Check]:
     """Rollout checks that live outside ``serving.rollouts``."""
-    return [PredictionDriftCheck()]
+    return [PredictionDriftCheck(), OfflineAccuracyCheck()]
 
 
 def register_checks() -> None:

@@ -99,6 +99,7 @@ class RolloutController(TickingActor):
         checks: Sequence[Check] = (),
         drift: DriftSource | None = None,
     ) -> None:
+        from model_registry.evaluation.labelled_actions import labelled_accuracy
         from model_registry.mlflow_store import MlflowModelStore  # mlflow: only where it runs
 
         # First of all: the manager loads the active rollouts from the store, and loading
@@ -112,6 +113,7 @@ class RolloutController(TickingActor):
             VersionDeployer(config, registry),
             drain_delay_s=config.canary.drain_delay_s,
             drift=drift,
+            offline=labelled_accuracy,
         )
         self.target = self.manager  # admin commands (``call``) are manager methods
 

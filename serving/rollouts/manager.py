@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from model_registry.evaluation.labelled_actions import OFFLINE_ACCURACY, LabelledAccuracy
 from model_registry.store import CHALLENGER, CHAMPION, ModelStore
 from serving.canary.records import RolloutRecord
 from serving.canary.routes import RolloutRoute
@@ -27,6 +28,7 @@ from serving.errors import CanaryError, InvalidRolloutSpec
 from serving.rollouts import machine as sm
 from serving.rollouts.checks import WindowStats
 from serving.rollouts.evidence import PREDICTION_DRIFT, DriftSource
+from serving.rollouts.offline import OfflineSource
 from serving.rollouts.spec import parse_rollout_spec
 from serving.rollouts.stats import RolloutStats
 from serving.rollouts.store import RolloutStore
@@ -59,9 +61,13 @@ class RolloutManager:
         clock: Callable[[], float] = time.time,
         drain_delay_s: float,
         drift: DriftSource | None = None,
+        offline: OfflineSource | None = None,
     ) -> None:
         self.store = store
         self.drift = drift
+        self.offline = offline
+        # (rollout id, champion, challenger) -> labelled scores: computed once per rollout.
+        self._offline: dict[tuple[str, int, int], LabelledAccuracy] = {}
         self.registry = registry
         self.deployer = deployer
         self.clock = clock
@@ -187,6 +193,7 @@ class RolloutManager:
             return
         stats = self.stats.window(r.id, sm.window_started_at(r))
         self._add_drift(r, stats)
+        self._add_offline(r, stats)
         r2, events, action = sm.tick(r, stats, now)
         if r2 is not r:  # tick returns its argument when nothing happened
             self._apply(r2, events, action)
@@ -210,6 +217,24 @@ class RolloutManager:
             return
         if evidence is not None:
             stats.extra[PREDICTION_DRIFT] = evidence
+
+    def _add_offline(self, r: sm.Rollout, stats: WindowStats) -> None:
+        """Put both versions' labelled-track scores in ``stats.extra`` when the rollout runs
+        ``offline_accuracy`` (scored once per rollout: the versions and the set are fixed)."""
+        wanted = any(c.name == OFFLINE_ACCURACY and c.enabled for c in r.spec.checks)
+        if not wanted or self.offline is None:
+            return
+        key = (r.id, r.champion_version, r.spec.challenger_version)
+        if key not in self._offline:
+            try:
+                scored = self.offline(self.registry, r.spec.model, key[1], key[2])
+            except Exception as e:  # no data is "no verdict", never a failed check
+                log.warning("rollout %s: labelled scores unavailable: %r", r.id, e)
+                return
+            if scored is None:
+                return
+            self._offline[key] = scored
+        stats.extra[OFFLINE_ACCURACY] = self._offline[key]
 
     def _apply(self, r: sm.Rollout, events: builtins.list[sm.Event], action: sm.Action) -> None:
         model, challenger = r.spec.model, r.spec.challenger_version
