@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from model_registry.mlflow_layout import TAG_LAYOUT
 from serving import metrics
 from serving.http.bodies import ANY_BODY, IMAGE_BODY, RequestInput
 from serving.http.services import Services
@@ -102,6 +103,10 @@ def _registry_view(svc: Services) -> dict[str, Any]:
                 {
                     "version": v.version,
                     "aliases": list(v.aliases),
+                    "task": v.task,
+                    # What a pipeline must pair it with (see deployments.models.keypoints).
+                    "keypoint_layout": v.tags.get(TAG_LAYOUT),
+                    "license": v.lineage.get("license"),
                     "description": v.description,
                     "tags": {
                         k: val
