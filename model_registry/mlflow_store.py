@@ -48,6 +48,8 @@ from serving.errors import (
     UnknownModelVersion,
 )
 
+# Evaluation runs (models evaluate) live apart from the registration runs.
+EVAL_EXPERIMENT = "evaluation"
 # TAG_FILES and TAG_REFERENCE: callers that read a version's tags find the names here too.
 log = logging.getLogger(__name__)
 
@@ -185,6 +187,41 @@ class MlflowModelStore(ModelStore):
         with self._translate():
             self._client.set_model_version_tag(name, str(version), TAG_REFERENCE, value)
         return record
+
+    def log_evaluation(
+        self,
+        name: str,
+        version: int,
+        metrics: Mapping[str, float],
+        *,
+        params: Mapping[str, Any],
+        details: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A run in the ``evaluation`` experiment (params, metrics, ``evaluation.json``) and
+        ``eval.*`` tags on the version, so the registry's version page shows the scores."""
+        self.get(ModelRef(name, version=version))
+        with self._translate():
+            exp = self._client.get_experiment_by_name(EVAL_EXPERIMENT)
+            exp_id = exp.experiment_id if exp else self._client.create_experiment(
+                EVAL_EXPERIMENT, artifact_location=self.artifact_location
+            )  # fmt: skip
+            run = self._client.create_run(
+                exp_id, run_name=f"evaluate-{name}-v{version}", tags={"canaryserve.model": name}
+            )
+            run_id = str(run.info.run_id)
+            for key, value in {"model": name, "version": version, **params}.items():
+                self._client.log_param(run_id, mlflow_key(key), str(value)[:500])
+            for key, number in metrics.items():
+                self._client.log_metric(run_id, mlflow_key(key), float(number))
+            if details is not None:
+                self._client.log_dict(run_id, dict(details), "evaluation.json")
+            self._client.set_terminated(run_id, status="FINISHED")
+            tags = {**metrics, **params, "run_id": run_id}
+            for key, value in tags.items():
+                self._client.set_model_version_tag(
+                    name, str(version), f"eval.{mlflow_key(key)}", str(value)
+                )
+        return run_id
 
     def reference(self, name: str, version: int) -> tuple[dict[str, Any], Any] | None:
         """(record, DataFrame) of the frozen drift reference, verified; None if it has none."""

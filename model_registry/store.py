@@ -296,6 +296,19 @@ class ModelStore(ABC):
         ``features`` is the version of the feature definitions that computed it."""
         raise NotImplementedError(f"{type(self).__name__} keeps no drift references")
 
+    def log_evaluation(
+        self,
+        name: str,
+        version: int,
+        metrics: Mapping[str, float],
+        *,
+        params: Mapping[str, Any],
+        details: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Record an evaluation of ``name`` v``version`` (metrics such as recall, the ``params``
+        that say which set, per-image ``details``) so the registry shows it; the record's id."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no evaluations")
+
     def reference(self, name: str, version: int) -> tuple[dict[str, Any], Any] | None:
         """(record, DataFrame) of the version's frozen drift reference, or None."""
         return None
