@@ -89,3 +89,46 @@ def models_register(
         fail(e)
     audit_admin("model.register", f"{info.name}/{info.version}", source=str(model_dir), alias=alias)
     typer.echo(f"registered {info.name} v{info.version}" + (f" as @{alias}" if alias else ""))
+
+
+@models_app.command("evaluate")
+def models_evaluate(
+    model: str = typer.Argument(..., help="Model name, e.g. detector."),
+    version: int | None = typer.Option(None, "--version", min=1, help="Only this version."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Score detection versions on the person-detection set; log the scores to the registry."""
+    from model_registry.evaluation.evaluate import evaluate_model
+
+    try:
+        results = evaluate_model(open_registry(), model, version)
+    except CanaryError as e:
+        fail(e)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    head = f"{'version':>7}  {'recall':>6}  {'prec':>6}  {'small':>6}  {'overlap':>7}  "
+    typer.secho(head + f"{'FP no-person':>12}  {'ms/image':>8}  {'loose R/P':>11}", bold=True)
+    for r in results:
+        m = r.metrics
+        typer.echo(
+            f"{'v' + str(r.version):>7}  {m['recall']:6.3f}  {m['precision']:6.3f}  "
+            f"{m['recall_small']:6.3f}  {m['recall_overlap']:7.3f}  "
+            f"{int(m['fp_no_person']):12d}  {m['ms_per_image']:8.1f}  "
+            f"{m['recall_loose']:5.3f}/{m['precision_loose']:5.3f}"
+        )
+    if not results:
+        return
+    typer.echo("\nper image: found/truth at IoU >= 0.5, false positives, found by the loose rule")
+    typer.echo(f"{'image':<26}" + "".join(f"{'v' + str(r.version):>16}" for r in results))
+    for k, image in enumerate(results[0].score.images):
+        cells = [r.score.images[k] for r in results]
+        typer.echo(
+            f"{image.name:<26}"
+            + "".join(
+                f"{f'{len(i.found)}/{i.truth} fp{i.false_positives} ~{i.found_loose}':>16}"
+                for i in cells
+            )
+        )
+    runs = ", ".join(f"v{r.version}: {r.run_id}" for r in results)
+    typer.echo(f"\nlogged to MLflow experiment 'evaluation' ({runs}); eval.* tags on the versions")
