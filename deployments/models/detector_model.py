@@ -69,6 +69,13 @@ class DetectorPostprocess(BaseModel):
     iou_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
     max_detections: int = Field(default=20, ge=1, le=1000)
     tiling: Tiling | None = None
+    required_keypoints: list[str] = Field(
+        default_factory=list,
+        description="A box is a person only if each of these keypoints is seen (pose decoders).",
+    )
+    keypoint_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Confidence at which a keypoint counts as seen."
+    )
 
 
 class DetectorPreprocess(BaseModel):
@@ -116,6 +123,19 @@ class DetectorModel:
         self.iou_threshold = _default(self.post.iou_threshold, defaults["iou_threshold"])
         self.input_range = _default(self.pre.input_range, defaults["input_range"])
         self.label = manifest.labels[0] if manifest.labels else "person"
+        names = (
+            blazepose.KEYPOINT_NAMES
+            if self.post.decoder == "blazepose"
+            else yolo_pose.KEYPOINT_NAMES
+        )
+        unknown = sorted(set(self.post.required_keypoints) - set(names))
+        if unknown or (self.post.required_keypoints and self.post.decoder == "blazepose"):
+            raise ManifestError(
+                f"postprocess.required_keypoints {self.post.required_keypoints} of "
+                f"{manifest.name!r}: decoder {self.post.decoder!r} gives keypoint confidences "
+                f"only for yolo_pose's {list(yolo_pose.KEYPOINT_NAMES)}"
+            )
+        self._required = [names.index(n) for n in self.post.required_keypoints]
         path = manifest.artifact_path(self.model_dir, "model")
         if not path.is_file():
             raise ModelValidationError(f"model artifact {manifest.artifacts['model']!r} missing")
@@ -252,6 +272,9 @@ class DetectorModel:
         for k in np.argsort(-scores, kind="stable")[: self.post.max_detections]:
             box = np.clip(boxes[k], 0, [w, h, w, h])
             if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+                continue
+            # A pose model also fires on animals' faces (eyes and nose); a person has a torso.
+            if self._required and np.min(kps[k][self._required, 2]) < self.post.keypoint_threshold:
                 continue
             points = tuple(
                 Keypoint(n, float(x), float(y), None if np.isnan(c) else float(c))

