@@ -9,10 +9,20 @@ labelled once by eye from a blind contact sheet (from the picture, not from how 
 made). It complements the generator's own split; it does not replace it: it is small, and it
 has no ``reaching`` examples (a rigid photo cannot extend an arm convincingly).
 
+What it holds (labelled by eye from blind contact sheets, 2026-12-01): 16 clips, 53 tracks from
+``detector-v1``, ``-v2`` (BlazePose) and ``-v3`` (YOLO11n-pose), 48 labelled (18 walking, 15
+standing, 15 crouching; 16 per detector) and 5 excluded BlazePose artefacts; per-detector
+counts and how to relabel are in ``build_tracks.py``.
+
 Files (committed under ``tests/data/action_labelled/``, rebuilt by ``build_tracks.py`` there):
 
-* ``tracks.json``: per clip and detector, the tracks as :class:`deployments.types.Track` fields;
-  a detection is ``[x1, y1, x2, y2, score, *keypoint xy..., *body_box or nothing]``.
+* ``tracks.json`` (format 2): ``"detectors"`` gives each detector's keypoint names and whether
+  their confidences are kept (BlazePose ``detector-v1``/``-v2``: the four ``blazepose4`` points,
+  x and y; YOLO ``detector-v3``: the 17 ``coco17`` points, x, y and confidence, which matters
+  since a COCO point under 0.3 counts as unseen); per clip and detector, the tracks as
+  :class:`deployments.types.Track` fields, a detection being the row ``[x1, y1, x2, y2, score,
+  *per keypoint x, y (, confidence or null)..., *body_box or nothing]``, every number rounded to
+  2 decimals. Format 1 (one x/y name list for the whole file) is still read.
 * ``labels.json``: ``{"<clip>/<detector>/<track_id>": {"label": ..., "seen": ...}}``; the label is
   what the labeller saw, ``null`` for a track that is not one person doing one thing (excluded).
 
@@ -32,7 +42,7 @@ import numpy as np
 
 from deployments.types import ActionPrediction, Detection, Keypoint, Track, TrackPoint
 
-FORMAT = 1
+FORMAT = 2  # load_tracks also reads format 1 (one x/y keypoint list per file)
 TRACKS_FILE = "tracks.json"
 LABELS_FILE = "labels.json"
 DATA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "action_labelled"
@@ -59,39 +69,82 @@ def track_key(clip: str, detector: str, track_id: int) -> str:
     return f"{clip}/{detector}/{track_id}"
 
 
-def _encode_detection(det: Detection, keypoints: Sequence[str]) -> list[float]:
-    by_name = {k.name: k for k in det.keypoints}
-    if det.keypoints and [k.name for k in det.keypoints] != list(keypoints):
-        raise ValueError(f"keypoints {[k.name for k in det.keypoints]} != {list(keypoints)}")
-    row = [*det.box, det.score]
-    if det.keypoints:
-        for name in keypoints:
-            row += [by_name[name].x, by_name[name].y]
+@dataclass(frozen=True)
+class KeypointLayout:
+    """How one detector's keypoints are written in its detection rows."""
+
+    names: tuple[str, ...]
+    confidence: bool  # True: three numbers per keypoint (x, y, confidence or null); else x, y
+
+    @property
+    def width(self) -> int:
+        return (3 if self.confidence else 2) * len(self.names)
+
+
+def layout_of(tracks: Iterable[Track]) -> KeypointLayout:
+    """The layout a detector's tracks need: the keypoint names of its first detection that has
+    any (every other one must have the same or none), with confidences if any keypoint has one."""
+    names: tuple[str, ...] | None = None
+    confidence = False
+    for t in tracks:
+        for p in t.points:
+            kps = p.detection.keypoints
+            if not kps:
+                continue
+            these = tuple(k.name for k in kps)
+            if names is None:
+                names = these
+            elif these != names:
+                raise ValueError(f"keypoints {list(these)} != {list(names)} in one detector")
+            confidence = confidence or any(k.score is not None for k in kps)
+    return KeypointLayout(names or (), confidence)
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 2)
+
+
+def _encode_detection(det: Detection, layout: KeypointLayout) -> list[float | None]:
+    if det.keypoints and tuple(k.name for k in det.keypoints) != layout.names:
+        raise ValueError(f"keypoints {[k.name for k in det.keypoints]} != {list(layout.names)}")
+    row: list[float | None] = [*det.box, det.score]
+    for k in det.keypoints:
+        if k.score is not None and not layout.confidence:
+            raise ValueError(f"keypoint {k.name} has a confidence the layout does not keep")
+        row += [k.x, k.y, k.score] if layout.confidence else [k.x, k.y]
     if det.body_box is not None:
         if not det.keypoints:
             raise ValueError("a body_box without keypoints cannot be encoded unambiguously")
         row += list(det.body_box)
-    return [round(float(v), 2) for v in row]
+    return [_r(v) for v in row]
 
 
-def _decode_detection(row: Sequence[float], keypoints: Sequence[str]) -> Detection:
-    n_kp = 2 * len(keypoints)
-    if len(row) not in (5, 5 + n_kp, 9 + n_kp):
+def _xyc(values: Sequence[float | None]) -> tuple[float, float, float | None]:
+    x, y, *c = values
+    if x is None or y is None:
+        raise ValueError("a keypoint's x and y must be numbers")
+    return float(x), float(y), None if not c or c[0] is None else float(c[0])
+
+
+def _decode_detection(row: Sequence[float | None], layout: KeypointLayout) -> Detection:
+    n_kp = layout.width
+    if len(row) not in (5, 5 + n_kp, 9 + n_kp) or (n_kp == 0 and len(row) != 5):
         raise ValueError(f"a detection row has {len(row)} numbers; expected 5, 5+kp or 9+kp")
-    x1, y1, x2, y2, score = (float(v) for v in row[:5])
+    x1, y1, x2, y2, score = (float(v) for v in row[:5])  # type: ignore[arg-type]
     kps: tuple[Keypoint, ...] = ()
     if len(row) > 5:
+        step = 3 if layout.confidence else 2
         flat = row[5 : 5 + n_kp]
         kps = tuple(
-            Keypoint(name, float(flat[2 * i]), float(flat[2 * i + 1]))
-            for i, name in enumerate(keypoints)
+            Keypoint(name, *_xyc(flat[step * i : step * i + step]))
+            for i, name in enumerate(layout.names)
         )
     body = row[5 + n_kp :] if len(row) == 9 + n_kp else None
     return Detection(
         box=(x1, y1, x2, y2),
         score=score,
         keypoints=kps,
-        body_box=tuple(float(v) for v in body) if body else None,  # type: ignore[arg-type]
+        body_box=tuple(float(v) for v in body) if body else None,  # type: ignore[arg-type,misc]
     )
 
 
@@ -99,20 +152,37 @@ def dump_tracks(
     path: Path,
     clips: dict[str, dict[str, list[Track]]],
     specs: dict[str, dict[str, Any]],
-    keypoints: Sequence[str],
 ) -> None:
-    """``clips[clip][detector]`` -> tracks; ``specs[clip]`` says how the clip was made."""
-    out: dict[str, Any] = {"format": FORMAT, "keypoints": list(keypoints), "clips": {}}
-    for clip, per_detector in clips.items():
+    """``clips[clip][detector]`` -> tracks; ``specs[clip]`` says how the clip was made.
+
+    Each detector's keypoint layout (names, whether confidences are kept) is taken from its
+    tracks (:func:`layout_of`) and written once under ``"detectors"``.
+    """
+    per_detector: dict[str, list[Track]] = {}
+    for tracks_by_detector in clips.values():
+        for detector, tracks in tracks_by_detector.items():
+            per_detector.setdefault(detector, []).extend(tracks)
+    layouts = {d: layout_of(ts) for d, ts in per_detector.items()}
+    out: dict[str, Any] = {
+        "format": FORMAT,
+        "detectors": {
+            d: {"keypoints": list(lay.names), "confidence": lay.confidence}
+            for d, lay in layouts.items()
+        },
+        "clips": {},
+    }
+    for clip, tracks_by_detector in clips.items():
         entry: dict[str, Any] = {"spec": specs[clip], "tracks": {}}
-        for detector, tracks in per_detector.items():
+        for detector, tracks in tracks_by_detector.items():
             entry["tracks"][detector] = [
                 {
                     "track_id": t.track_id,
                     "frame_size": list(t.frame_size),
                     "fps": t.fps,
                     "frames": [p.frame_index for p in t.points],
-                    "detections": [_encode_detection(p.detection, keypoints) for p in t.points],
+                    "detections": [
+                        _encode_detection(p.detection, layouts[detector]) for p in t.points
+                    ],
                 }
                 for t in tracks
             ]
@@ -120,18 +190,37 @@ def dump_tracks(
     Path(path).write_text(json.dumps(out, separators=(",", ":")) + "\n")
 
 
+def _layouts(data: dict[str, Any]) -> dict[str, KeypointLayout] | KeypointLayout:
+    """Format 2: one layout per detector; format 1: one x/y name list for the whole file."""
+    if data.get("format") == 1:
+        return KeypointLayout(tuple(data["keypoints"]), confidence=False)
+    if data.get("format") == FORMAT:
+        return {
+            d: KeypointLayout(tuple(e["keypoints"]), bool(e["confidence"]))
+            for d, e in data["detectors"].items()
+        }
+    raise ValueError(f"format {data.get('format')!r}, this code reads 1 and {FORMAT}")
+
+
 def load_tracks(path: Path = DATA_DIR / TRACKS_FILE) -> dict[str, Track]:
-    """Every committed track by key ``<clip>/<detector>/<track_id>``."""
+    """Every committed track by key ``<clip>/<detector>/<track_id>`` (format 2, or format 1)."""
     data = json.loads(Path(path).read_text())
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r}, this code reads {FORMAT}")
-    keypoints = data["keypoints"]
+    try:
+        layouts = _layouts(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     out: dict[str, Track] = {}
     for clip, entry in data["clips"].items():
         for detector, tracks in entry["tracks"].items():
+            if isinstance(layouts, KeypointLayout):
+                layout = layouts
+            elif detector in layouts:
+                layout = layouts[detector]
+            else:
+                raise ValueError(f"{path}: clip {clip} has tracks of undeclared {detector!r}")
             for t in tracks:
                 points = tuple(
-                    TrackPoint(int(f), _decode_detection(row, keypoints))
+                    TrackPoint(int(f), _decode_detection(row, layout))
                     for f, row in zip(t["frames"], t["detections"], strict=True)
                 )
                 fw, fh = t["frame_size"]

@@ -1,9 +1,11 @@
 """Build the hand-labelled action set's tracks from real photos, the real detector and tracker.
 
 Why: the action model is trained and held-out-tested on one generator; these tracks are what
-the *real* reference detectors (bootstrap's ``detector`` v1 and v2, BlazePose) and the serving
-tracker report for short clips made from real photos, so scoring a model on them (with labels
-given by looking at the clips, see ``labels.json``) is a judgement the generator cannot bias.
+the *real* reference detectors (bootstrap's ``detector`` v1 and v2, BlazePose: four keypoints,
+x/y, plus a body box; v3, YOLO11n-pose: 17 COCO keypoints with confidences, the box the whole
+person) and the serving tracker report for short clips made from real photos, so scoring a
+model on them (with labels given by looking at the clips, see ``labels.json``) is a judgement
+the generator cannot bias.
 
 The clips: a person cut out (GrabCut, fixed seeds) of ``skimage.data.astronaut()`` or
 ``camera()`` composited on a real background photo from the same wheel (``rocket``, the garage of
@@ -24,15 +26,20 @@ package may not (import-linter); the format and the scoring are in
 Regenerate and relabel
 ----------------------
 ``.venv/bin/python tests/data/action_labelled/build_tracks.py --sheets /tmp/action_sheets``
-rewrites ``tracks.json`` next to this file (about two minutes on 2 cores; the detectors come
-from the bootstrap cache, ``.canaryserve/cache/models``, built there if absent) and renders
-*blind* contact sheets into ``/tmp/action_sheets``: ``sheet-NN.png`` in a shuffled order with no
-clip names, one row of six frames per track (lettered A, B, ...), the body square (green) and
-head box (yellow) drawn, the head's path over all frames on the last frame; ``index.json`` there
-maps ``sheet-NN`` / letter to the track key. Open every sheet, write down what the person in the
-box is doing (or that the box is not on a person's head or body), then map the notes to keys
-with ``index.json`` and write ``labels.json`` as ``{"<key>": {"label": ..., "seen": "..."}}``
-(``label`` null to exclude the track). The script prints keys that need a label or whose track
+rewrites ``tracks.json`` next to this file (about 90 s on 2 cores for the three detectors; they
+come from the bootstrap cache, ``.canaryserve/cache/models``, keyed ``detector-v1`` ... ``-v3``,
+built there if absent: v3 in ~10 s once its wheel is cached) and renders *blind* contact sheets
+into ``/tmp/action_sheets``: ``sheet-NN.png`` in a shuffled order with no clip or detector
+names, one row of six frames per track (lettered A, B, ...), BlazePose tracks with their body
+square (green) and head box (yellow), COCO tracks with their person box (green) and skeleton
+(left limbs orange, right cyan, head white, points under confidence 0.3 as grey dots), the box
+centres' path over all frames on the last frame; ``index.json`` there maps ``sheet-NN`` / letter
+to the track key. ``--sheet-detectors detector-v3`` shows only that detector's tracks (label a
+new detector without its predecessors' boxes in view), ``--sheet-seed`` reshuffles the order.
+Open every sheet, write down what the person in the box is doing (or that the box is not on a
+person's head or body), then map the notes to keys with ``index.json`` and write
+``labels.json`` as ``{"<key>": {"label": ..., "seen": "..."}}`` (``label`` null to exclude the
+track). The script prints keys that need a label or whose track
 is gone, and ``load_labelled`` refuses a labels file that does not cover exactly the tracks.
 ``--sheets-only`` renders the sheets from the committed ``tracks.json`` without rewriting it.
 
@@ -40,9 +47,18 @@ The build is deterministic: two runs wrote byte-identical ``tracks.json``. Detec
 the detector bytes and on OpenCV's resize and GrabCut, so another OpenCV may move boxes by a
 pixel; relabel when tracks appear or vanish, or when a clip or detector changes.
 
-Labelled on 2026-12-01 from the blind sheets: 32 tracks (12 walking, 10 standing, 10 crouching)
-and 5 excluded artefacts (boxes on the cameraman's hands or camera, on the astronaut's chest or
-suit). Every seen label matched how its clip was made; had one not, the seen one would stand.
+Labelled by eye from the blind sheets, on 2026-12-01: 53 tracks in all, 48 labelled (18
+walking, 15 standing, 15 crouching) and 5 excluded artefacts.
+
+* ``detector-v1`` / ``-v2``: 32 labelled (12 walking, 10 standing, 10 crouching) and 5 excluded
+  (v2's boxes on the cameraman's hands or camera, on the astronaut's chest or suit).
+* ``detector-v3`` (added later the same day, from v3-only sheets, ``--sheet-detectors
+  detector-v3 --sheet-seed 31``): one track per clip, all 16 frames, 16 labelled (6 walking, 5
+  standing, 5 crouching), none excluded; it also keeps the sinking cameraman whom v1 and v2
+  lose after f7.
+
+Every seen label matched how its clip was made; had one not, the seen one would stand. Adding
+v3 left the v1/v2 tracks unchanged (same keys, same detection rows).
 """
 
 from __future__ import annotations
@@ -61,7 +77,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))  # run as a script from anywhere
 
-from deployments.types import Detection, Track  # noqa: E402
+from deployments.models.keypoints import COCO17, MIN_VISIBLE  # noqa: E402
+from deployments.types import Detection, Keypoint, Track  # noqa: E402
 from model_registry.references.action_labelled import (  # noqa: E402
     LABELS_FILE,
     TRACKS_FILE,
@@ -69,10 +86,15 @@ from model_registry.references.action_labelled import (  # noqa: E402
     load_tracks,
     track_key,
 )
+from model_registry.references.bootstrap import Reference  # noqa: E402
 
 FRAMES, FPS, WIDTH, HEIGHT = 16, 10.0, 640, 480
-DETECTORS = ("detector-v1", "detector-v2")  # bootstrap reference keys
-KEYPOINTS = ("mid_hip", "full_body", "mid_shoulder", "upper_body")
+DETECTORS = ("detector-v1", "detector-v2", "detector-v3")  # bootstrap reference keys
+# COCO-17 skeleton edges (keypoint indices), drawn for detections that carry the 17 points.
+SKELETON = (
+    (0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12),
+    (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
+)  # fmt: skip
 
 # GrabCut hints per photo, in its own pixels: (probable-person rect, sure-person boxes,
 # sure-background boxes), found by looking at the photos.
@@ -247,13 +269,45 @@ def detect_and_track(frames: list[np.ndarray], detector: object) -> list[Track]:
 # --- contact sheets ------------------------------------------------------------------------
 
 
+def _draw_skeleton(img: np.ndarray, det: Detection) -> bool:
+    """Draw a COCO-17 detection's skeleton: seen points (confidence >= MIN_VISIBLE) and the
+    bones between two seen points, left side orange, right side cyan, head white; unseen points
+    as small grey dots. False (nothing drawn) for a detection without the 17 points."""
+    pts = {k.name: k for k in det.keypoints}
+    if not all(n in pts for n in COCO17):
+        return False
+    kps = [pts[n] for n in COCO17]
+
+    def seen(k: Keypoint) -> bool:
+        return k.score is None or k.score >= MIN_VISIBLE
+
+    def colour(name: str) -> tuple[int, int, int]:
+        if name.startswith("left"):
+            return (255, 140, 0)
+        return (0, 220, 255) if name.startswith("right") else (255, 255, 255)
+
+    for a, b in SKELETON:
+        if seen(kps[a]) and seen(kps[b]):
+            pa, pb = (round(kps[a].x), round(kps[a].y)), (round(kps[b].x), round(kps[b].y))
+            cv2.line(img, pa, pb, colour(COCO17[b]), 4)
+    for k in kps:
+        centre = (round(k.x), round(k.y))
+        if seen(k):
+            cv2.circle(img, centre, 6, colour(k.name), -1)
+        else:
+            cv2.circle(img, centre, 4, (128, 128, 128), -1)
+    return True
+
+
 def contact_sheet(
     frames: list[np.ndarray],
     tracks: dict[str, Track],
     title: str,
     shown: tuple[int, ...] = (0, 3, 6, 9, 12, 15),
 ) -> np.ndarray:
-    """One row of six thumbnails per track (row title -> track), the track drawn on each."""
+    """One row of six thumbnails per track (row title -> track), the track drawn on each:
+    BlazePose tracks with their body square (green) and head box (yellow), COCO-17 tracks with
+    their person box (green) and skeleton; the box centres' path over all frames on the last."""
     from deployments.models.action_features import reference_box
 
     thumb_w = 200
@@ -266,7 +320,10 @@ def contact_sheet(
         for j, f in enumerate(shown):
             img = frames[f].copy()
             det = by_frame.get(f)
-            if det is not None:
+            if det is not None and _draw_skeleton(img, det):
+                hx1, hy1, hx2, hy2 = (round(v) for v in det.box)
+                cv2.rectangle(img, (hx1, hy1), (hx2, hy2), (0, 255, 0), 3)
+            elif det is not None:
                 x1, y1, x2, y2 = (round(v) for v in reference_box(det))
                 cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), 3)
                 hx1, hy1, hx2, hy2 = (round(v) for v in det.box)
@@ -290,17 +347,23 @@ def contact_sheet(
     return np.concatenate([head, *rows], axis=0)
 
 
-def write_sheets(out: Path, clips: dict[str, dict[str, list[Track]]]) -> None:
-    """Blind contact sheets: numbered in a shuffled order, tracks lettered, no clip names, so
-    the labeller judges the pictures, not the name; ``index.json`` maps sheet/letter to key."""
+def write_sheets(
+    out: Path,
+    clips: dict[str, dict[str, list[Track]]],
+    detectors: tuple[str, ...] = DETECTORS,
+    seed: int = 7,
+) -> None:
+    """Blind contact sheets of ``detectors``' tracks: numbered in a shuffled order (``seed``),
+    tracks lettered, no clip or detector names, so the labeller judges the pictures, not the
+    name; ``index.json`` maps sheet/letter to key."""
     out.mkdir(parents=True, exist_ok=True)
-    order = np.random.default_rng(7).permutation(len(CLIPS))
+    order = np.random.default_rng(seed).permutation(len(CLIPS))
     index: dict[str, dict[str, str]] = {}
     for n, i in enumerate(order, start=1):
         spec = CLIPS[int(i)]
         keyed = [
             (track_key(spec.name, d, t.track_id), t) for d, ts in clips[spec.name].items()
-            for t in ts
+            if d in detectors for t in ts
         ]  # fmt: skip
         sheet_id = f"sheet-{n:02d}"
         index[sheet_id] = {chr(65 + j): key for j, (key, _) in enumerate(keyed)}
@@ -308,6 +371,25 @@ def write_sheets(out: Path, clips: dict[str, dict[str, list[Track]]]) -> None:
         sheet = contact_sheet(render_clip(spec), rows, sheet_id)
         cv2.imwrite(str(out / f"{sheet_id}.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     (out / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+
+
+def _references() -> dict[str, Reference]:
+    """The detector references by key, built here rather than taken from ``references()`` so
+    that an unrelated builder there (the action ones) cannot stop the build; the bootstrap
+    cache is keyed by the reference key, so these are the same cached models."""
+    from model_registry.references.detector import build_detector_v1, build_detector_v2
+    from model_registry.references.yolo_detector import build_detector_v3
+
+    builders = {
+        "detector-v1": (1, build_detector_v1),
+        "detector-v2": (2, build_detector_v2),
+        "detector-v3": (3, build_detector_v3),
+    }
+    return {
+        key: Reference("detector", version, key, key, build)
+        for key, (version, build) in builders.items()
+        if key in DETECTORS
+    }
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -318,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE, help="where tracks.json goes")
     parser.add_argument("--sheets", type=Path, help="also write contact sheets (PNG) here")
     parser.add_argument("--sheets-only", action="store_true", help="read tracks.json instead")
+    parser.add_argument(
+        "--sheet-detectors",
+        default=",".join(DETECTORS),
+        help="comma-separated detectors whose tracks the sheets show (default: all)",
+    )
+    parser.add_argument("--sheet-seed", type=int, default=7, help="shuffles the sheets' order")
     args = parser.parse_args(argv)
 
     clips: dict[str, dict[str, list[Track]]] = {}
@@ -327,22 +415,22 @@ def main(argv: list[str] | None = None) -> int:
             clips.setdefault(clip, {}).setdefault(detector, []).append(track)
     else:
         from deployments.loader import load_model
-        from model_registry.references.bootstrap import built_model_dir, references
+        from model_registry.references.bootstrap import built_model_dir
 
-        refs = {r.key: r for r in references()}
-        models = {key: load_model(built_model_dir(refs[key])) for key in DETECTORS}
+        models = {key: load_model(built_model_dir(ref)) for key, ref in _references().items()}
         for spec in CLIPS:
             frames = render_clip(spec)
             clips[spec.name] = {k: detect_and_track(frames, m) for k, m in models.items()}
             counts = {k: [len(t.points) for t in v] for k, v in clips[spec.name].items()}
             print(f"{spec.name:32s} track lengths {counts}")
         specs = {s.name: asdict(s) for s in CLIPS}
-        dump_tracks(args.out / TRACKS_FILE, clips, specs, KEYPOINTS)
+        dump_tracks(args.out / TRACKS_FILE, clips, specs)
         size = (args.out / TRACKS_FILE).stat().st_size
         print(f"wrote {args.out / TRACKS_FILE} ({size / 1024:.0f} KiB)")
 
     if args.sheets:
-        write_sheets(args.sheets, clips)
+        shown = tuple(d for d in args.sheet_detectors.split(",") if d)
+        write_sheets(args.sheets, clips, shown, args.sheet_seed)
         print(f"contact sheets in {args.sheets} (which track is which: index.json there)")
 
     keys = {
