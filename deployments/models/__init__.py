@@ -7,13 +7,15 @@ ocr_model         the OCR model (PP-OCR family) over ONNX Runtime
 ocr_det           DB text detection pre- and post-processing
 ocr_rec           text-line orientation and recognition with CTC decoding
 action_model      action classifier over a track's feature sequence
-action_features   per-track features, shared by training and serving
+action_features   per-track features (BlazePose's 4 keypoints), shared by training and serving
+action_features_coco  the same from the 17 COCO keypoints (action v2)
 
 Submodules are not imported here, so importing one model does not load the others.
 """
 
 __all__ = [
     "action_features",
+    "action_features_coco",
     "action_model",
     "blazepose",
     "detector_model",

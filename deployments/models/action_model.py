@@ -1,22 +1,28 @@
 """Action classifier: one label per tracked person, from the track's feature sequence.
 
 The ONNX model takes ``sequence [N, T, F]`` (float32) and returns ``logits [N, C]``. ``T`` and
-``F`` are ``manifest.input.width`` / ``.height`` (layout ``NTF``); the feature list the model was
-trained on is ``manifest.preprocess.features`` and must equal
-:data:`deployments.models.action_features.FEATURE_NAMES`, the only features this code can compute.
-Scores are the softmax of the logits over ``manifest.labels``.
+``F`` are ``manifest.input.width`` / ``.height`` (layout ``NTF``). The keypoint layout the model
+consumes is ``manifest.preprocess.keypoint_layout`` (``blazepose4``, the default for versions
+from before layouts existed: :mod:`deployments.models.action_features`; ``coco17``:
+:mod:`deployments.models.action_features_coco`); the feature list it was trained on is
+``manifest.preprocess.features`` and must equal that layout's ``FEATURE_NAMES``, the only
+features this code computes for it. Scores are ``softmax(logits / postprocess.temperature)``
+over ``manifest.labels`` (a temperature fitted at training time calibrates them; never clipped).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deployments.models.action_features import FEATURE_NAMES, batch_features
+from deployments.models import action_features, action_features_coco
+from deployments.models.keypoints import COCO17
 from deployments.runtime import RuntimeInfo, RuntimeSpec, create_session
 from deployments.types import ActionPrediction, Detection, Keypoint, Track, TrackPoint
 from model_registry.manifest import Manifest
@@ -24,6 +30,11 @@ from serving.errors import InvalidInput, ManifestError, ModelValidationError
 
 INPUT_NAME = "sequence"
 OUTPUT_NAME = "logits"
+# The feature module of each keypoint layout (FEATURE_NAMES, batch_features).
+_FEATURES: dict[str, ModuleType] = {
+    "blazepose4": action_features,
+    "coco17": action_features_coco,
+}
 
 
 class ActionPreprocess(BaseModel):
@@ -33,12 +44,16 @@ class ActionPreprocess(BaseModel):
 
     seq_len: int = Field(ge=2, description="Points each track is resampled to (= input.width).")
     features: list[str] = Field(description="Feature names, in model input order.")
+    keypoint_layout: Literal["blazepose4", "coco17"] = Field(
+        default="blazepose4", description="Keypoints the features are computed from."
+    )
 
 
 class ActionPostprocess(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     activation: Literal["softmax"] = "softmax"
+    temperature: float = Field(default=1.0, gt=0, description="Logits are divided by it.")
 
 
 class ActionModel:
@@ -63,6 +78,7 @@ class ActionModel:
         self.ort_calls = 0
         self.labels = list(manifest.labels)
         self.seq_len = self.pre.seq_len
+        self.features = _FEATURES[self.pre.keypoint_layout]
 
     # --- Model protocol --------------------------------------------------------------------
 
@@ -77,10 +93,10 @@ class ActionModel:
                 raise InvalidInput(f"track {track.track_id} (item {i}) has no points")
             if not track.fps > 0:
                 raise InvalidInput(f"track {track.track_id} has fps {track.fps!r}; must be > 0")
-        x = batch_features(tracks, self.seq_len)
+        x = self.features.batch_features(tracks, self.seq_len)
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: x})
         self.ort_calls += 1
-        logits = np.asarray(logits, dtype=np.float64)
+        logits = np.asarray(logits, dtype=np.float64) / self.post.temperature
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = z / z.sum(axis=1, keepdims=True)
         out = []
@@ -96,7 +112,9 @@ class ActionModel:
         return out
 
     def example_input(self) -> Track:
-        """A BlazePose-shaped person walking right across a 640x480 clip at 10 fps."""
+        """A person walking right across a 640x480 clip at 10 fps, in the model's layout."""
+        if self.pre.keypoint_layout == "coco17":
+            return _coco_walker(self.seq_len)
         points = []
         for i in range(self.seq_len):
             hx, hy, r = 120.0 + 12.0 * i, 300.0 + 3.0 * (i % 2), 110.0
@@ -121,10 +139,11 @@ class ActionModel:
             problems.append(f"input layout must be NTF (batch, time, features), got {spec.layout}")
         if spec.width != self.pre.seq_len:
             problems.append(f"input.width {spec.width} != preprocess.seq_len {self.pre.seq_len}")
-        if list(self.pre.features) != list(FEATURE_NAMES):
+        computed = list(self.features.FEATURE_NAMES)
+        if list(self.pre.features) != computed:
             problems.append(
                 f"preprocess.features {self.pre.features} differ from the features this server "
-                f"computes {list(FEATURE_NAMES)}"
+                f"computes for keypoint_layout {self.pre.keypoint_layout!r} {computed}"
             )
         if spec.height != len(self.pre.features):
             problems.append(
@@ -165,6 +184,38 @@ class ActionModel:
                 if got != want:
                     problems.append(f"ONNX metadata {key} {got} != manifest {want}")
         return problems
+
+
+def _coco_walker(n: int) -> Track:
+    """A YOLO-pose-shaped person (17 COCO points, full-body box) walking right at 10 fps."""
+    # Standing pose in pixels relative to the hip centre (x right, y down), a 230 px person.
+    base = {
+        "nose": (0, -120), "left_eye": (4, -124), "right_eye": (-4, -124),
+        "left_ear": (9, -120), "right_ear": (-9, -120),
+        "left_shoulder": (18, -95), "right_shoulder": (-18, -95),
+        "left_elbow": (22, -55), "right_elbow": (-22, -55),
+        "left_wrist": (24, -18), "right_wrist": (-24, -18),
+        "left_hip": (12, 0), "right_hip": (-12, 0),
+        "left_knee": (12, 48), "right_knee": (-12, 48),
+        "left_ankle": (12, 95), "right_ankle": (-12, 95),
+    }  # fmt: skip
+    points = []
+    for i in range(n):
+        hx, hy = 120.0 + 12.0 * i, 300.0 + 2.0 * (i % 2)
+        swing = 20.0 * math.sin(math.pi * i / 2.5)  # a gait cycle every 5 frames
+        kps = []
+        for name in COCO17:
+            dx, dy = float(base[name][0]), float(base[name][1])
+            side = 1 if name.startswith("left") else -1
+            if name.endswith(("knee", "ankle")):
+                dx += side * swing * dy / 95
+            if name.endswith(("elbow", "wrist")):
+                dx -= side * swing * 0.5 * (1 - dy / 95)
+            kps.append(Keypoint(name, hx + dx, hy + dy, 0.9))
+        xs, ys = [k.x for k in kps], [k.y for k in kps]
+        box = (min(xs) - 10, min(ys) - 15, max(xs) + 10, max(ys) + 8)
+        points.append(TrackPoint(i, Detection(box=box, score=0.9, keypoints=tuple(kps))))
+    return Track(track_id=0, points=tuple(points), frame_size=(640, 480), fps=10.0)
 
 
 def _shape_problems(what: str, shape: list[object], want_tail: list[int]) -> list[str]:

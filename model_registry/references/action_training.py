@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,11 +70,13 @@ class TrainResult:
 # --- metrics -------------------------------------------------------------------------------
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str] = LABELS
+) -> dict[str, float]:
     """accuracy, macro_f1 and f1_<label> (plain numpy: no sklearn in the platform)."""
     out = {"accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0}
     f1s = []
-    for k, name in enumerate(LABELS):
+    for k, name in enumerate(labels):
         tp = float(np.sum((y_pred == k) & (y_true == k)))
         fp = float(np.sum((y_pred == k) & (y_true != k)))
         fn = float(np.sum((y_pred != k) & (y_true == k)))
@@ -86,7 +90,22 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, 
 # --- model ---------------------------------------------------------------------------------
 
 
-def _build_net(mean: np.ndarray, std: np.ndarray, width: int) -> Any:
+def build_net(
+    mean: np.ndarray,
+    std: np.ndarray,
+    width: int,
+    num_features: int = NUM_FEATURES,
+    num_labels: int = len(LABELS),
+    squash: float | None = None,
+) -> Any:
+    """The v1 network (v2 reuses it with its own feature and label counts).
+
+    ``squash`` (v2): standardised inputs pass through ``squash * tanh(x / squash)`` and the pooled
+    features through ``tanh``, so the logits are bounded by what the head learnt: a track far
+    beyond the training data (or just further along an easy direction) cannot be extrapolated
+    linearly into certainty; with label smoothing the easiest tracks get the confidence the
+    training data supports. (Probabilities are never clipped.) v1 has none.
+    """
     import torch
     from torch import nn
 
@@ -99,21 +118,32 @@ def _build_net(mean: np.ndarray, std: np.ndarray, width: int) -> Any:
             self.std: torch.Tensor
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
             self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
-            self.conv1 = nn.Conv1d(NUM_FEATURES, width, kernel_size=3, padding=1)
+            self.conv1 = nn.Conv1d(num_features, width, kernel_size=3, padding=1)
             self.conv2 = nn.Conv1d(width, width, kernel_size=3, padding=2, dilation=2)
-            self.head = nn.Linear(2 * width, len(LABELS))
+            self.head = nn.Linear(2 * width, num_labels)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = ((x - self.mean) / self.std).transpose(1, 2)
+            x = (x - self.mean) / self.std
+            if squash is not None:
+                x = squash * torch.tanh(x / squash)
+            x = x.transpose(1, 2)
             x = torch.relu(self.conv1(x))
             x = torch.relu(self.conv2(x))
             pooled = torch.cat([x.mean(dim=2), torch.amax(x, dim=2)], dim=1)
+            if squash is not None:
+                pooled = torch.tanh(pooled)
             return self.head(pooled)
 
     return ActionNet()
 
 
-def _export_onnx(net: Any, seq_len: int) -> bytes:
+def export_onnx(
+    net: Any,
+    seq_len: int,
+    labels: Sequence[str] = LABELS,
+    features: Sequence[str] = FEATURE_NAMES,
+) -> bytes:
+    """ONNX bytes of ``net`` with a dynamic batch axis, labels/features stamped as metadata."""
     import onnx
     import torch
 
@@ -123,7 +153,7 @@ def _export_onnx(net: Any, seq_len: int) -> bytes:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             net,
-            (torch.zeros(1, seq_len, NUM_FEATURES),),
+            (torch.zeros(1, seq_len, len(features)),),
             Path(tmp) / MODEL_FILE,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
@@ -135,8 +165,8 @@ def _export_onnx(net: Any, seq_len: int) -> bytes:
     # The manifest is the source of truth; these let check_io catch a manifest swapped in from
     # another model with the same shapes.
     meta = {
-        "labels": json.dumps(list(LABELS)),
-        "features": json.dumps(list(FEATURE_NAMES)),
+        "labels": json.dumps(list(labels)),
+        "features": json.dumps(list(features)),
         "seq_len": str(seq_len),
     }
     for key, value in meta.items():
@@ -146,13 +176,80 @@ def _export_onnx(net: Any, seq_len: int) -> bytes:
     return model.SerializeToString()
 
 
-def _onnx_logits(onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
+def onnx_logits(onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     session = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
     return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0])
+
+
+@contextmanager
+def torch_settings(num_threads: int) -> Iterator[None]:
+    """Deterministic torch on ``num_threads`` threads, the caller's settings restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(num_threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def fit_net(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    seed: int,
+    cfg: TrainConfig,
+    *,
+    num_labels: int,
+    label_smoothing: float = 0.0,
+    squash: float | None = None,
+) -> Any:
+    """Train :func:`build_net` (standardisation from ``x_train``) with AdamW + one-cycle LR;
+    returns it in eval mode. Call inside :func:`torch_settings`."""
+    import torch
+
+    torch.manual_seed(seed)
+    num_features = x_train.shape[-1]
+    mean = x_train.reshape(-1, num_features).mean(axis=0)
+    std = np.maximum(x_train.reshape(-1, num_features).std(axis=0), 1e-3)
+    net = build_net(mean, std, cfg.width, num_features, num_labels, squash)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
+    )
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.int64))
+    order_rng = np.random.default_rng(seed + 1)
+    net.train()
+    for _ in range(cfg.epochs):
+        order = torch.from_numpy(order_rng.permutation(len(x_train)))
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            loss = torch.nn.functional.cross_entropy(
+                net(xt[idx]), yt[idx], label_smoothing=label_smoothing
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    return net
+
+
+def checked_onnx_logits(onnx_bytes: bytes, x: np.ndarray, torch_logits: np.ndarray) -> np.ndarray:
+    """The exported artifact's logits on ``x``, which must agree with the torch model's."""
+    logits = onnx_logits(onnx_bytes, x)
+    if not np.allclose(logits, torch_logits, atol=1e-3, rtol=1e-3):
+        worst = float(np.abs(logits - torch_logits).max())
+        raise RuntimeError(f"ONNX export disagrees with the torch model (max |diff| {worst})")
+    return logits
 
 
 def train(seed: int = 0, config: TrainConfig | None = None) -> TrainResult:
@@ -168,46 +265,15 @@ def train(seed: int = 0, config: TrainConfig | None = None) -> TrainResult:
     x_train, y_train, x_test, y_test = x[n_test:], y[n_test:], x[:n_test], y[:n_test]
     data_seconds = time.perf_counter() - started
 
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(cfg.num_threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        torch.manual_seed(seed)
-        mean = x_train.reshape(-1, NUM_FEATURES).mean(axis=0)
-        std = np.maximum(x_train.reshape(-1, NUM_FEATURES).std(axis=0), 1e-3)
-        net = _build_net(mean, std, cfg.width)
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
-        )
-        xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.int64))
-        order_rng = np.random.default_rng(seed + 1)
-        net.train()
-        for _ in range(cfg.epochs):
-            order = torch.from_numpy(order_rng.permutation(len(x_train)))
-            for start in range(0, len(order), cfg.batch_size):
-                idx = order[start : start + cfg.batch_size]
-                loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-        net.eval()
+    with torch_settings(cfg.num_threads):
+        net = fit_net(x_train, y_train, seed, cfg, num_labels=len(LABELS))
         with torch.no_grad():
             torch_logits = net(torch.from_numpy(x_test)).numpy()
         fit_seconds = time.perf_counter() - started - data_seconds
-        onnx_bytes = _export_onnx(net, cfg.seq_len)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+        onnx_bytes = export_onnx(net, cfg.seq_len)
 
     # Metrics are those of the exported artifact, which must agree with the torch model.
-    logits = _onnx_logits(onnx_bytes, x_test)
-    if not np.allclose(logits, torch_logits, atol=1e-3, rtol=1e-3):
-        worst = float(np.abs(logits - torch_logits).max())
-        raise RuntimeError(f"ONNX export disagrees with the torch model (max |diff| {worst})")
+    logits = checked_onnx_logits(onnx_bytes, x_test, torch_logits)
     pred = logits.argmax(axis=1)
     metrics = classification_metrics(y_test, pred)
     no_pose = ~has_pose[:n_test]
@@ -280,6 +346,14 @@ def write_model_dir(out_dir: Path, result: TrainResult, seed: int) -> Path:
 def build_action_v1(out_dir: Path, seed: int = 0, config: TrainConfig | None = None) -> Path:
     """Train and write a complete model directory (model.onnx + manifest.yaml)."""
     return write_model_dir(out_dir, train(seed, config), seed)
+
+
+def build_action_v2(out_dir: Path, seed: int = 0) -> Path:
+    """``action`` v2 (COCO-17 keypoints, calibrated): see
+    :mod:`model_registry.references.action_training_v2`; here so both versions build from here."""
+    from model_registry.references.action_training_v2 import build_action_v2 as build
+
+    return build(out_dir, seed)
 
 
 def main(argv: list[str] | None = None) -> int:
