@@ -211,6 +211,17 @@ class DriftSpec(Strict):
     alert_cooldown_s: float = Field(default=3600.0, ge=0)
 
 
+class BootstrapSpec(Strict):
+    """What ``canaryserve bootstrap`` (and ``serve`` on an empty registry) registers."""
+
+    licenses: list[Literal["Apache-2.0", "AGPL-3.0"]] = Field(
+        default=["Apache-2.0", "AGPL-3.0"],
+        min_length=1,
+        description="Weights' licences allowed in the registry. [Apache-2.0] leaves out the "
+        "AGPL-3.0 YOLO11n-pose detector, so BlazePose is the champion detector.",
+    )
+
+
 class PlatformConfig(Strict):
     auth: AuthPolicy = Field(default_factory=AuthPolicy)
     audit: AuditSpec = Field(default_factory=AuditSpec)
@@ -219,6 +230,7 @@ class PlatformConfig(Strict):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     ingress: IngressSpec = Field(default_factory=IngressSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
     models: dict[str, ModelSpec]
     pipelines: dict[str, PipelineSpec]
 

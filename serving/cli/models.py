@@ -4,6 +4,7 @@ opens, with the bootstrap of the reference models."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,23 @@ def open_registry() -> Any:
     return MlflowModelStore()
 
 
-def run_bootstrap(store: Any) -> list[str]:
-    """Register the missing reference models behind a progress bar; the names registered."""
+def run_bootstrap(store: Any, licenses: Sequence[str] | None = None) -> list[str]:
+    """Register the missing reference models behind a progress bar; the names registered.
+
+    ``licenses``: the weights' licences allowed (the config's ``bootstrap.licenses``)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from model_registry.references.bootstrap import bootstrap, references
+    from model_registry.references.bootstrap import ALL_LICENSES, bootstrap, references
 
-    steps = len(references()) * 2
+    allowed = tuple(licenses or ALL_LICENSES)
+    steps = len(references(allowed)) * 2 + 1  # + evaluating the detectors
     with Progress(TextColumn("{task.description:<40}"), BarColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("bootstrap", total=steps)
 
         def progress(msg: str) -> None:
             bar.update(task, description=msg, advance=1 if "already" not in msg else 2)
 
-        done = bootstrap(store, progress=progress)
+        done = bootstrap(store, progress=progress, licenses=allowed)
         bar.update(task, completed=steps, description="bootstrap done")
     return done
 

@@ -14,6 +14,7 @@ import typer
 
 from serving.cli.api import fail
 from serving.cli.audit import audit_app
+from serving.cli.config import CONFIG_OPTION, read_config
 from serving.cli.drift import drift_app
 from serving.cli.keys import auth_line, keys_app
 from serving.cli.models import models_app, open_registry, run_bootstrap
@@ -29,13 +30,14 @@ app.add_typer(keys_app, name="keys")
 
 
 @app.command()
-def bootstrap() -> None:
+def bootstrap(config: Path | None = CONFIG_OPTION) -> None:
     """Register the reference models (detector, ocr, action) if the registry lacks them."""
     from model_registry.settings import tracking_uri
 
     try:
+        licenses = read_config(config).bootstrap.licenses
         store = open_registry()
-        done = run_bootstrap(store)
+        done = run_bootstrap(store, licenses)
     except CanaryError as e:
         fail(e)
     typer.echo(f"registry: {tracking_uri()}")
@@ -67,7 +69,7 @@ def serve(
         store = open_registry()
         if store.is_empty() and not no_bootstrap:
             typer.echo("registry is empty: bootstrapping the reference models")
-            run_bootstrap(store)
+            run_bootstrap(store, cfg.bootstrap.licenses)
     except CanaryError as e:
         fail(e)
 

@@ -137,12 +137,10 @@ def platform_config() -> Any:
     # The clip pipeline, alerting on walking: the operations test needs an alert to count.
     watch = copy.deepcopy(raw["pipelines"]["clip"])
     for node in watch["nodes"]:
+        if node["op"] == "classify_tracks":
+            node["params"] = {**node.get("params", {}), "uncertain_below": 0.3}
         if node["op"] == "alerts":
-            node["params"] = {
-                **node.get("params", {}),
-                "labels": ["walking"],
-                "min_confidence": 0.3,
-            }
+            node["params"] = {**node.get("params", {}), "labels": ["walking"]}
     raw["pipelines"]["watch"] = watch
     # Every request body kept by its sha256: the audit test reads one back.
     raw["audit"] = {**raw.get("audit", {}), "store_inputs": True}

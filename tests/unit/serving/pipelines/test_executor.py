@@ -71,7 +71,7 @@ def test_inspect_runs_ocr_in_parallel_with_detection() -> None:
     out = asyncio.run(run_pipeline(CFG.pipelines["inspect"], image, rec))
     # Both calls were in flight at once (else the rendezvous would have timed out).
     assert {c[0] for c in rec.calls} == {"detector", "ocr"}
-    assert [p["score"] for p in out["persons"]] == [0.9]  # min_score 0.5 applied
+    assert [p["score"] for p in out["persons"]] == [0.9]  # min_score 0.25 applied
     assert [t["text"] for t in out["text"]] == ["RMA 1"]  # min_confidence 0.5 applied
     assert out["persons"][0]["keypoints"][0]["name"] == "mid_hip"
 
@@ -108,7 +108,7 @@ def test_clip_sends_frames_one_by_one_tracks_and_raises_alerts() -> None:
     out = asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=10), call))
     # One item per frame, so the detector deployment can batch them.
     assert rec.calls[0][:2] == ("detector", 6)
-    # The 0.2-score box is filtered (min_score 0.5); the steady box is one 6-frame track.
+    # The 0.2-score box is filtered (min_score 0.25); the steady box is one 6-frame track.
     assert len(seen_tracks) == 1 and len(seen_tracks[0].points) == 6
     assert out["actions"][0]["label"] == "crouching" and out["actions"][0]["outcome"] == "crouching"
     (alert,) = out["alerts"]
