@@ -112,3 +112,57 @@ def test_a_worse_model_is_rolled_back_and_a_failing_scorer_is_no_verdict(setup) 
         traffic(manager, rid, clock.now - 1, challenger_errors=False)
         manager.tick()
     assert manager.describe(rid)["state"] == "promoted"
+
+
+def test_a_disabled_offline_check_does_not_score(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, _deployer, clock = setup
+    asked: list[tuple[object, ...]] = []
+    manager.offline = lambda *a: asked.append(a)
+    checks = [{"name": "offline_accuracy", "threshold": 0.0, "enabled": False}]
+    rid = manager.start({**SPEC, "checks": checks})["id"]
+    manager.tick()
+    clock.now += 11
+    traffic(manager, rid, clock.now - 1, challenger_errors=False)
+    manager.tick()
+    assert asked == [] and manager.describe(rid)["step_index"] == 1
+
+
+def test_no_scores_yet_is_asked_again_and_a_failure_is_logged(
+    setup, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    manager, _store, _deployer, clock = setup
+    answers: list[LabelledAccuracy | None] = [None, scores(0.9, 0.5)]
+    asked: list[int] = []
+
+    def offline(*a: object) -> LabelledAccuracy | None:
+        asked.append(1)
+        return answers.pop(0)
+
+    manager.offline = offline
+    rid = manager.start({**SPEC, "checks": [{"name": "offline_accuracy", "threshold": 0.0}]})["id"]
+    manager.tick()  # activates: no window measured yet
+    clock.now += 11
+    traffic(manager, rid, clock.now - 1, challenger_errors=False)
+    manager.tick()  # None: no verdict, the step passes on its other checks
+    assert manager.describe(rid)["step_index"] == 1 and len(asked) == 1
+    clock.now += 11
+    traffic(manager, rid, clock.now - 1, challenger_errors=False)
+    manager.tick()  # asked again, and now the worse challenger fails
+    assert len(asked) == 2 and manager.describe(rid)["ended_reason"] == "offline_accuracy"
+
+    def broken(*a: object) -> LabelledAccuracy:
+        raise OSError("registry down")
+
+    manager.offline = broken
+    rid = manager.start({**SPEC, "checks": [{"name": "offline_accuracy", "threshold": 0.0}]})["id"]
+    manager.tick()
+    clock.now += 11
+    traffic(manager, rid, clock.now - 1, challenger_errors=False)
+    with caplog.at_level(logging.WARNING, logger="canaryserve.controller"):
+        manager.tick()
+    # (The rolled-back v2 is the challenger again, so its drain is skipped and logged too.)
+    assert [r.getMessage() for r in caplog.records if "labelled" in r.getMessage()] == [
+        f"rollout {rid}: labelled scores unavailable: OSError('registry down')"
+    ]
