@@ -114,6 +114,7 @@ class RolloutController(TickingActor):
             drain_delay_s=config.canary.drain_delay_s,
             drift=drift,
             offline=labelled_accuracy,
+            pipelines=config.pipelines,
         )
         self.target = self.manager  # admin commands (``call``) are manager methods
 

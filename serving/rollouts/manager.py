@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from model_registry.evaluation.labelled_actions import OFFLINE_ACCURACY, LabelledAccuracy
@@ -25,10 +25,12 @@ from model_registry.store import CHALLENGER, CHAMPION, ModelStore
 from serving.canary.records import RolloutRecord
 from serving.canary.routes import RolloutRoute
 from serving.errors import CanaryError, InvalidRolloutSpec
+from serving.pipelines.spec import PipelineSpec
 from serving.rollouts import machine as sm
 from serving.rollouts.checks import WindowStats
 from serving.rollouts.evidence import PREDICTION_DRIFT, DriftSource
 from serving.rollouts.offline import OfflineSource
+from serving.rollouts.pairing import check_challenger_pairing
 from serving.rollouts.spec import parse_rollout_spec
 from serving.rollouts.stats import RolloutStats
 from serving.rollouts.store import RolloutStore
@@ -62,10 +64,12 @@ class RolloutManager:
         drain_delay_s: float,
         drift: DriftSource | None = None,
         offline: OfflineSource | None = None,
+        pipelines: Mapping[str, PipelineSpec] | None = None,
     ) -> None:
         self.store = store
         self.drift = drift
         self.offline = offline
+        self.pipelines = pipelines  # when given, a challenger must pair with their champions
         # (rollout id, champion, challenger) -> labelled scores: computed once per rollout.
         self._offline: dict[tuple[str, int, int], LabelledAccuracy] = {}
         self.registry = registry
@@ -94,6 +98,10 @@ class RolloutManager:
         if champion == spec.challenger_version:
             raise InvalidRolloutSpec(
                 f"{spec.model} v{spec.challenger_version} is already the champion"
+            )
+        if self.pipelines:
+            check_challenger_pairing(
+                self.pipelines, self.registry, spec.model, spec.challenger_version
             )
         rollout_id = f"{spec.model}-v{spec.challenger_version}-{uuid.uuid4().hex[:8]}"
         r, events = sm.start(spec, champion, rollout_id, self.clock())

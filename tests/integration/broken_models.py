@@ -1,4 +1,8 @@
-"""Deliberately broken detector versions, made from the real one by editing its ONNX graph."""
+"""Deliberately broken detector versions, made from the real one by editing its ONNX graph.
+
+Each works on either decoder: BlazePose (``boxes [N,2254,12]`` + score logits ``scores``) and
+YOLO-pose (``output0 [N,56,A]``: cx, cy, w, h, score probability, 17 x (x, y, confidence)).
+"""
 
 from __future__ import annotations
 
@@ -32,8 +36,19 @@ def _add_to_output(src: Path, dest: Path, output: str, constant: np.ndarray, tex
     return dest
 
 
+def _yolo(src: Path) -> bool:
+    return Manifest.load(src).postprocess.get("decoder") == "yolo_pose"
+
+
 def shifted_boxes(src: Path, dest: Path, shift_px: float = 70.0) -> Path:
-    """Runs fine, answers fast, but every box and keypoint is moved by ``shift_px`` (of 224)."""
+    """Runs fine, answers fast, but every box and keypoint is moved by ``shift_px`` (of 224,
+    or the same share of a YOLO input)."""
+    if _yolo(src):
+        shift = shift_px * Manifest.load(src).input.width / 224
+        rows = np.zeros((56, 1), np.float32)
+        rows[0:2] = shift  # box centre
+        rows[5::3] = rows[6::3] = shift  # keypoint x, y
+        return _add_to_output(src, dest, "output0", rows, "broken on purpose: boxes shifted")
     offset = np.zeros(12, np.float32)
     offset[0::2] = shift_px  # x of the box centre and of every keypoint
     offset[1::2] = shift_px
@@ -43,6 +58,12 @@ def shifted_boxes(src: Path, dest: Path, shift_px: float = 70.0) -> Path:
 
 def dimmed_scores(src: Path, dest: Path, logit_offset: float = -2.0) -> Path:
     """Same boxes, but every score logit lowered: confidences fall and weak people vanish."""
+    if _yolo(src):  # YOLO's score is a probability: lower it by what the logit offset does at 0.9
+        rows = np.zeros((56, 1), np.float32)
+        rows[4] = 1 / (1 + np.exp(-(np.log(9.0) + logit_offset))) - 0.9
+        return _add_to_output(
+            src, dest, "output0", rows, f"drifts on purpose: scores as logits {logit_offset:+}"
+        )
     return _add_to_output(
         src,
         dest,
@@ -56,6 +77,21 @@ def raising(src: Path, dest: Path) -> Path:
     """Loads and has the right I/O names, but every inference raises inside ONNX Runtime."""
     manifest, onnx_path = _copy(src, dest)
     n = helper.make_tensor_value_info
+    if manifest.postprocess.get("decoder") == "yolo_pose":
+        size = manifest.input.width
+        shape = numpy_helper.from_array(np.array([-1, 56, 8401], np.int64), "oshape")
+        graph = helper.make_graph(
+            [helper.make_node("Reshape", ["images", "oshape"], ["output0"])],
+            "raising",
+            [n("images", onnx.TensorProto.FLOAT, ["N", 3, size, size])],
+            [n("output0", onnx.TensorProto.FLOAT, ["N", 56, 8400])],
+            [shape],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.save(model, onnx_path)
+        _describe(dest, manifest, "broken on purpose: raises on every inference")
+        return dest
     # 224*224*3 values cannot be reshaped into [-1, 2254, 12]: ORT fails at run time.
     boxes_shape = numpy_helper.from_array(np.array([-1, 2254, 12], np.int64), "bshape")
     scores_shape = numpy_helper.from_array(np.array([-1, 2254, 1], np.int64), "sshape")

@@ -39,12 +39,13 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def full_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default ``action`` v2 (seed 0), built once per session (~40-60 s on 2 cores)."""
-    out = tmp_path_factory.getbasetemp() / "action-v2-seed0"
-    if not (out / "manifest.yaml").is_file():
-        build_action_v2(out, seed=0)
-    return out
+def full_dir() -> Path:
+    """The default ``action`` v2 (seed 0), as the bootstrap builds and caches it (~40 s on 2
+    cores the first time; the integration tests' bootstrap then reuses it)."""
+    from model_registry.references.bootstrap import built_model_dir, references
+
+    (ref,) = [r for r in references() if r.key == "action-v2"]
+    return built_model_dir(ref)
 
 
 def with_manifest(src: Path, dst: Path, **update: object) -> Path:
