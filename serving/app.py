@@ -92,12 +92,17 @@ def plan_deployments(
         champion = aliases[name].get("champion")
         default[name] = champion if champion in versions else versions[0]
         bindings += [binding(config, registry, name, number) for number in versions]
-    check_layouts(config, store, served)
+    check_layouts(config, store, {name: [v] for name, v in default.items()})
     return Plan(bindings, VersionTable(served=served, default=default, aliases=aliases), registry)
 
 
 def check_layouts(config: PlatformConfig, store: ModelStore, served: dict[str, list[int]]) -> None:
-    """Every pipeline's detector/action pairs agree on keypoints (``check_keypoint_layouts``)."""
+    """The pipelines' detector/action pairs agree on keypoints (``check_keypoint_layouts``).
+
+    Judged for the versions that answer by default (the champions); a rollout's challenger is
+    judged against them when it starts (``serving.rollouts.pairing``). A caller who pins another
+    pair gets what that pair gives: an action version without its keypoints classifies from the
+    box alone."""
     layouts = {
         name: {v: store.get(f"{name}/{v}").tags.get(TAG_LAYOUT) for v in versions}
         for name, versions in served.items()

@@ -15,6 +15,7 @@ from tests.integration.media import astronaut, encode, person_clip, text_image, 
 
 # Each test starts once the ingress routes to the registry's champion (see conftest).
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("settled_champion")]
+ACTION_V2 = {"X-Model-Version": "action=2"}
 
 
 def _versions_header(r: httpx.Response) -> dict[str, int]:
@@ -52,7 +53,12 @@ def test_inspect_finds_the_astronaut(client: httpx.Client) -> None:
     # The astronaut's head and shoulders are in the upper middle of the 512x512 photo.
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     assert 120 < cx < 400 and 0 < cy < 300, persons[0]
-    assert {k["name"] for k in persons[0]["keypoints"]} >= {"mid_hip", "mid_shoulder"}
+    # The keypoints of the champion's layout (YOLO: 17 COCO points; BlazePose: 4).
+    from deployments.models.keypoints import LAYOUTS
+
+    registry = client.get("/v1/models").json()["registry"]["detector"]["versions"]
+    layout = next(v for v in registry if v["version"] == champions["detector"])["keypoint_layout"]
+    assert {k["name"] for k in persons[0]["keypoints"]} == set(LAYOUTS[layout])
     # The photo has no printed text: whatever OCR reports passed the pipeline's confidence
     # floor (inspect: min_confidence 0.5) and lies inside the 512x512 image.
     for line in body["result"]["text"]:
@@ -141,7 +147,13 @@ def test_clip_tracks_and_classifies(
     client: httpx.Client, tmp_path: Path, moving: bool, expected: str
 ) -> None:
     video = video_bytes(person_clip(moving), tmp_path / "clip.avi")
-    r = client.post("/v1/pipelines/clip", files={"video": ("clip.avi", video, "video/x-msvideo")})
+    # Action v2 reads the champion detector's 17 keypoints (v1 consumes BlazePose's four, derived
+    # from them only where hips and shoulders are seen: not on the astronaut's upper-body photo).
+    r = client.post(
+        "/v1/pipelines/clip",
+        files={"video": ("clip.avi", video, "video/x-msvideo")},
+        headers=ACTION_V2,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["input"]["clip"]["frames"] == 16
@@ -150,8 +162,10 @@ def test_clip_tracks_and_classifies(
     actions = {a["track_id"]: a for a in body["result"]["actions"]}
     main = max(tracks, key=lambda t: t["length"])
     assert actions[main["track_id"]]["label"] == expected, actions
+    # Calibrated: a probability, not a certainty.
+    assert 0.5 <= actions[main["track_id"]]["confidence"] < 0.99, actions
     champions = _champions(client)
-    assert body["model_versions"] == {"detector": champions["detector"], "action": 1}
+    assert body["model_versions"] == {"detector": champions["detector"], "action": 2}
 
 
 def test_clip_as_frames_and_alerts(client: httpx.Client) -> None:
@@ -159,7 +173,7 @@ def test_clip_as_frames_and_alerts(client: httpx.Client) -> None:
     files = [
         ("frames", (f"{i}.jpg", encode(f, ".jpg"), "image/jpeg")) for i, f in enumerate(frames)
     ]
-    r = client.post("/v1/pipelines/clip", files=files, data={"fps": "10"})
+    r = client.post("/v1/pipelines/clip", files=files, data={"fps": "10"}, headers=ACTION_V2)
     assert r.status_code == 200, r.text
     assert r.json()["input"]["clip"]["frames"] == 10
     result = r.json()["result"]
@@ -167,13 +181,13 @@ def test_clip_as_frames_and_alerts(client: httpx.Client) -> None:
     actions = {a["track_id"]: a for a in result["actions"]}
     assert actions[main]["label"] == "walking", result["actions"]
     # `clip` alerts only on reaching and crouching: the walker raises none (a short spurious
-    # track may be called anything by action v1; then its alert still names only those two).
+    # track may be called anything; then its alert still names only those two).
     assert main not in {a["track_id"] for a in result["alerts"]}, result["alerts"]
     for alert in result["alerts"]:
         assert alert["action"] in {"reaching", "crouching"}, alert
         assert actions[alert["track_id"]]["label"] == alert["action"], alert
     # `watch` is the same graph alerting on walking (tests/integration/conftest.py): it does.
-    r = client.post("/v1/pipelines/watch", files=files, data={"fps": "10"})
+    r = client.post("/v1/pipelines/watch", files=files, data={"fps": "10"}, headers=ACTION_V2)
     assert r.status_code == 200, r.text
     result = r.json()["result"]
     walkers = {

@@ -62,30 +62,38 @@ def test_every_person_of_the_evaluation_set_is_found_over_http(
 
 
 class ClipTraffic:
-    """One thread posting the walking clip to ``clip`` until stopped; answers are kept."""
+    """Two threads posting the walking clip to ``clip`` until stopped; statuses are kept."""
 
     def __init__(self, base_url: str, video: bytes) -> None:
         self.base_url, self.video = base_url, video
         self.statuses: list[int] = []
         self.stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(2)
+        ]
 
-    def _run(self) -> None:
+    def _run(self, i: int) -> None:
         with httpx.Client(base_url=self.base_url, timeout=120) as c:
+            n = 0
             while not self.stop.is_set():
                 r = c.post(
                     "/v1/pipelines/clip",
                     files={"video": ("clip.avi", self.video, "video/x-msvideo")},
+                    # A key per request, so the sticky split sends some to each arm.
+                    headers={"X-Canary-Key": f"camera-{i}-{n}"},
                 )
                 self.statuses.append(r.status_code)
+                n += 1
 
     def __enter__(self) -> ClipTraffic:
-        self._thread.start()
+        for t in self._threads:
+            t.start()
         return self
 
     def __exit__(self, *_: Any) -> None:
         self.stop.set()
-        self._thread.join(timeout=120)
+        for t in self._threads:
+            t.join(timeout=120)
 
 
 def _clip(client: httpx.Client, tmp_path: Path, moving: bool) -> dict[str, Any]:
