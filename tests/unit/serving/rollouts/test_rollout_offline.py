@@ -7,6 +7,7 @@ import pytest
 from model_registry.evaluation.labelled_actions import LabelledAccuracy, VersionScore
 from serving.rollouts import checks
 from serving.rollouts.checks import CheckSpec, WindowStats, register_check
+from serving.rollouts.manager import RolloutManager
 from serving.rollouts.offline import OfflineAccuracyCheck
 from tests.unit.serving.rollouts.conftest import SPEC, traffic
 
@@ -70,7 +71,10 @@ def test_the_manager_scores_once_per_rollout_and_promotes_the_better_model(setup
         asked.append((registry, model, champion, challenger))
         return scores(0.5, 0.9)
 
-    manager.offline = offline
+    # Handed in as the controller actor does (the other tests swap the attribute).
+    manager = RolloutManager(
+        manager.store, store, _deployer, clock=clock, drain_delay_s=5, offline=offline
+    )
     spec = {
         **SPEC,
         "checks": [

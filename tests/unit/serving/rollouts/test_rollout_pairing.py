@@ -61,6 +61,7 @@ def test_the_manager_refuses_an_unpaired_challenger_before_deploying_it(
     setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     from serving.rollouts import manager as manager_module
+    from serving.rollouts.manager import RolloutManager
     from tests.unit.serving.rollouts.conftest import SPEC
 
     manager, store, deployer, _clock = setup
@@ -74,7 +75,9 @@ def test_the_manager_refuses_an_unpaired_challenger_before_deploying_it(
     manager.start(SPEC)  # no pipelines given: not checked
     assert asked == []
     manager.abort(manager.list(active_only=True)[0]["id"])
-    manager.pipelines = PIPELINES
+    manager = RolloutManager(
+        manager.store, store, deployer, clock=_clock, drain_delay_s=5, pipelines=PIPELINES
+    )
     deployer.ensured.clear()
     with pytest.raises(InvalidRolloutSpec, match="layouts differ"):
         manager.start(SPEC)
