@@ -72,6 +72,8 @@ _ULTRALYTICS = "ultralytics."
 class UnsafeCheckpoint(ModelValidationError):
     """The checkpoint names a global that is not on the allow-list, or is not a torch zip."""
 
+    code = "unsafe_checkpoint"
+
 
 @dataclass(frozen=True)
 class Checkpoint:
