@@ -348,14 +348,6 @@ def build_action_v1(out_dir: Path, seed: int = 0, config: TrainConfig | None = N
     return write_model_dir(out_dir, train(seed, config), seed)
 
 
-def build_action_v2(out_dir: Path, seed: int = 0) -> Path:
-    """``action`` v2 (COCO-17 keypoints, calibrated): see
-    :mod:`model_registry.references.action_training_v2`; here so both versions build from here."""
-    from model_registry.references.action_training_v2 import build_action_v2 as build
-
-    return build(out_dir, seed)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m model_registry.references.action_training",

