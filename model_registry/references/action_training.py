@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,27 +348,39 @@ def build_action_v1(out_dir: Path, seed: int = 0, config: TrainConfig | None = N
     return write_model_dir(out_dir, train(seed, config), seed)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m model_registry.references.action_training",
-        description=__doc__.splitlines()[0],
-    )
+def run_cli(
+    argv: list[str] | None,
+    prog: str,
+    doc: str,
+    config: type[TrainConfig],
+    train_fn: Callable[[int, Any], TrainResult],
+    write_fn: Callable[[Path, TrainResult, int], Path],
+    split: str,
+) -> int:
+    """The training command line both action versions share: train, write, print metrics."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--per-class", type=int, default=TrainConfig.per_class)
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--per-class", type=int, default=config.per_class)
+    parser.add_argument("--epochs", type=int, default=config.epochs)
     args = parser.parse_args(argv)
-    cfg = TrainConfig(per_class=args.per_class, epochs=args.epochs)
-    result = train(args.seed, cfg)
-    write_model_dir(args.out, result, args.seed)
+    result = train_fn(args.seed, config(per_class=args.per_class, epochs=args.epochs))
+    write_fn(args.out, result, args.seed)
     print(
         f"wrote {args.out / MODEL_FILE} ({len(result.onnx_bytes)} bytes) in "
         f"{result.train_seconds:.1f}s (data {result.timings['data_s']:.1f}s, "
-        f"fit {result.timings['fit_s']:.1f}s); {result.n_train} train / {result.n_test} held-out"
+        f"fit {result.timings['fit_s']:.1f}s); {result.n_train} train / {result.n_test} {split}"
     )
     for key, value in result.metrics.items():
         print(f"  {key:18s} {value:.4f}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(
+        argv, "python -m model_registry.references.action_training", __doc__ or "",
+        TrainConfig, train, write_model_dir, "held-out",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

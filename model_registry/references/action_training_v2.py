@@ -18,7 +18,6 @@ Usage: ``python -m model_registry.references.action_training_v2 --out DIR [--see
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from model_registry.references.action_training import (
     fit_net,
     git_commit,
     onnx_logits,
+    run_cli,
     torch_settings,
 )
 from model_registry.references.calibration import (
@@ -213,26 +213,10 @@ def build_action_v2(out_dir: Path, seed: int = 0, config: TrainConfigV2 | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m model_registry.references.action_training_v2",
-        description=__doc__.splitlines()[0],
-    )
-    parser.add_argument("--out", type=Path, required=True, help="model directory to write")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--per-class", type=int, default=TrainConfigV2.per_class)
-    parser.add_argument("--epochs", type=int, default=TrainConfigV2.epochs)
-    args = parser.parse_args(argv)
-    cfg = TrainConfigV2(per_class=args.per_class, epochs=args.epochs)
-    result = train_v2(args.seed, cfg)
-    write_model_dir_v2(args.out, result, args.seed)
-    print(
-        f"wrote {args.out / MODEL_FILE} ({len(result.onnx_bytes)} bytes) in "
-        f"{result.train_seconds:.1f}s (data {result.timings['data_s']:.1f}s, "
-        f"fit {result.timings['fit_s']:.1f}s); {result.n_train} train / {result.n_test} test"
-    )
-    for key, value in result.metrics.items():
-        print(f"  {key:18s} {value:.4f}")
-    return 0
+    return run_cli(
+        argv, "python -m model_registry.references.action_training_v2", __doc__ or "",
+        TrainConfigV2, train_v2, write_model_dir_v2, "test",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
