@@ -1,4 +1,5 @@
-"""Deliberately broken detector versions, made from the real one by editing its ONNX graph.
+"""Deliberately broken detector versions, made from the real one by editing its ONNX graph, and
+one honest rebuild (the same weights registered again) for rollouts that are meant to promote.
 
 Each works on either decoder: BlazePose (``boxes [N,2254,12]`` + score logits ``scores``) and
 YOLO-pose (``output0 [N,56,A]``: cx, cy, w, h, score probability, 17 x (x, y, confidence)).
@@ -54,6 +55,18 @@ def shifted_boxes(src: Path, dest: Path, shift_px: float = 70.0) -> Path:
     offset[1::2] = shift_px
     offset[2:4] = 0.0  # leave width/height alone
     return _add_to_output(src, dest, "boxes", offset, "broken on purpose: boxes shifted by 70 px")
+
+
+def rebuilt(src: Path, dest: Path) -> Path:
+    """The same weights registered again, as a rebuild of the champion would be: a good
+    challenger whose promotion leaves the champion's family (and keypoint layout) as it was, so
+    a rollout test that promotes does not change what the other tests run against."""
+    manifest, _ = _copy(src, dest)
+    data = manifest.model_dump()
+    data["description"] = f"{manifest.description} (rebuilt for a rollout test)"
+    data["source"] = {**manifest.source, "derived_from": "test", "rebuilt": "same weights"}
+    Manifest.model_validate(data).dump(dest)
+    return dest
 
 
 def dimmed_scores(src: Path, dest: Path, logit_offset: float = -2.0) -> Path:

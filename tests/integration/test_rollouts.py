@@ -2,7 +2,9 @@
 
 A promotion here moves `champion`: every test (here and in the other modules, which may run
 before or after these in random order) reads the champion from the registry instead of assuming
-one, and every rollout started here has ended when its test returns.
+one, and every rollout started here has ended when its test returns. A rollout that may promote
+rolls out a rebuild of the champion (``rebuilt``), never another family: the champion's keypoint
+layout, which the clip pipeline and the action versions pair with, stays what the config says.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.broken_models import raising, shifted_boxes
+from tests.integration.broken_models import raising, rebuilt, shifted_boxes
 from tests.integration.conftest import wait_for
 from tests.integration.media import astronaut, encode
 
@@ -108,18 +110,18 @@ def _running_apps() -> set[str]:
 
 
 def _register_broken(store: Any, tmp_path: Path, make: Any, name: str) -> int:
+    """A version made from the champion's files by ``make`` (broken, or an honest rebuild)."""
     src = store.resolve("detector@champion").path
     info = store.register(make(src, tmp_path / name), description=name)
     return int(info.version)
 
 
 def test_good_challenger_is_promoted_through_every_step(
-    client: httpx.Client, base_url: str, store: Any
+    client: httpx.Client, base_url: str, store: Any, tmp_path: Path
 ) -> None:
     champion = store.aliases("detector")["champion"]
-    challenger = 2 if champion == 1 else 1
+    challenger = _register_rebuild(store, tmp_path, "rebuilt")
     with Traffic(base_url) as traffic:
-        # v2 runs five crops per image (tiling): its latency budget is set to allow for that.
         r = _start(
             client,
             model="detector",
@@ -250,9 +252,15 @@ def test_shadow_records_agreement_without_changing_responses(
             mode="shadow-then-canary",
             shadow_share=1.0,
             step_weights=[100],
-            checks=TOLERANT_LATENCY,
+            # Measured, not a gate: the champion (YOLO) and v2 (BlazePose tiles) draw different
+            # boxes, and a failing window would end the shadow phase before it is read. The
+            # test aborts at its first measured window, long before the shadow steps run out.
+            checks=[
+                {"name": "error_rate", "threshold": 0.05},
+                {"name": "shadow_agreement", "threshold": 0.0},
+            ],
             interval="4s",
-            shadow_steps=2,
+            shadow_steps=30,
         )
         rid = r["id"]
 
@@ -284,14 +292,13 @@ def test_shadow_records_agreement_without_changing_responses(
 
 
 def test_controller_restart_mid_rollout_resumes(
-    client: httpx.Client, base_url: str, store: Any
+    client: httpx.Client, base_url: str, store: Any, tmp_path: Path
 ) -> None:
     import ray
 
     from serving.rollouts.actor import get_controller
 
-    champion = store.aliases("detector")["champion"]
-    other = 1 if champion == 2 else 2
+    other = _register_rebuild(store, tmp_path, "rebuilt-restart")  # it may promote
     with Traffic(base_url) as traffic:
         r = _start(
             client,
@@ -378,6 +385,17 @@ def test_second_rollout_on_same_model_is_refused(
     assert client.get("/v1/rollouts/nope").json()["error"]["code"] == "unknown_rollout"
     bad_spec = client.post("/v1/rollouts", json={"model": "detector", "challenger_version": 99})
     assert bad_spec.status_code == 404
+
+
+def _register_rebuild(store: Any, tmp_path: Path, name: str) -> int:
+    """A rebuild of the champion, registered as an engineer would (checked, with its drift
+    reference frozen), so that promoting it leaves drift and the other tests a champion with a
+    reference."""
+    from model_registry.validate import register_checked
+
+    src = store.resolve("detector@champion").path
+    info = register_checked(store, rebuilt(src, tmp_path / name), description=name)
+    return int(info.version)
 
 
 def _agreement_on_the_photo(client: httpx.Client, champion: int, challenger: int) -> float:
