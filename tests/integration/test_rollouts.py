@@ -240,10 +240,14 @@ def test_wrong_boxes_are_caught_by_shadow_agreement(
 
 
 def test_shadow_records_agreement_without_changing_responses(
-    client: httpx.Client, base_url: str, store: Any
+    client: httpx.Client, base_url: str, store: Any, tmp_path: Path
 ) -> None:
     champion = store.aliases("detector")["champion"]
-    other = 1 if champion == 2 else 2
+    # The champion's boxes nudged by a few pixels, so the two versions answer differently; a
+    # copy of the champion pairs with whichever action version is champion (BlazePose may not).
+    other = _register_broken(
+        store, tmp_path, lambda src, dest: shifted_boxes(src, dest, shift_px=12.0), "nudged"
+    )
     with Traffic(base_url) as traffic:
         r = _start(
             client,
@@ -252,9 +256,9 @@ def test_shadow_records_agreement_without_changing_responses(
             mode="shadow-then-canary",
             shadow_share=1.0,
             step_weights=[100],
-            # Measured, not a gate: the champion (YOLO) and v2 (BlazePose tiles) draw different
-            # boxes, and a failing window would end the shadow phase before it is read. The
-            # test aborts at its first measured window, long before the shadow steps run out.
+            # Measured, not a gate: a failing window would end the shadow phase before it is
+            # read. The test aborts at its first measured window, long before the shadow steps
+            # run out.
             checks=[
                 {"name": "error_rate", "threshold": 0.05},
                 {"name": "shadow_agreement", "threshold": 0.0},
@@ -363,8 +367,7 @@ def test_controller_restart_mid_rollout_resumes(
 def test_second_rollout_on_same_model_is_refused(
     client: httpx.Client, store: Any, tmp_path: Path
 ) -> None:
-    champion = store.aliases("detector")["champion"]
-    other = 1 if champion == 2 else 2
+    other = _register_broken(store, tmp_path, rebuilt, "rebuilt-twice")  # aborted, never promoted
     r = _start(
         client, model="detector", challenger_version=other, interval="60s", checks=TOLERANT_LATENCY
     )
