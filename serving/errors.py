@@ -201,6 +201,13 @@ class Forbidden(CanaryError):
     code = "forbidden"
 
 
+class ChallengerPinForbidden(Forbidden):
+    """A pin (``X-Model-Version`` or ``?version=``) to the version a rollout is judging, by a
+    caller without the operator role (with auth off: from another host than loopback) (403)."""
+
+    code = "challenger_pin_forbidden"
+
+
 class Overloaded(CanaryError):
     """Admission control refused the request: too many in flight; retry after a moment."""
 

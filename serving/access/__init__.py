@@ -14,7 +14,14 @@ from serving.access.keys import (
     revoke_key,
     role_allows,
 )
-from serving.access.policy import ANONYMOUS, AuthPolicy, check_access, describe, is_loopback
+from serving.access.policy import (
+    ANONYMOUS,
+    AuthPolicy,
+    allows,
+    check_access,
+    describe,
+    is_loopback,
+)
 
 __all__ = [
     "ANONYMOUS",
@@ -23,6 +30,7 @@ __all__ = [
     "AuthPolicy",
     "Principal",
     "add_key",
+    "allows",
     "check_access",
     "describe",
     "is_loopback",

@@ -98,6 +98,19 @@ def check_access(
     return ANONYMOUS
 
 
+def allows(
+    policy: AuthPolicy, principal: Principal, client_host: str | None, need_role: str
+) -> bool:
+    """May ``principal`` (whom :func:`check_access` let in) also do what ``need_role`` allows?
+    The same rules, as a yes/no: with auth on, the key's role; with auth off, the loopback rule
+    for anything above ``infer``."""
+    if not role_allows(principal.role, need_role):
+        return False
+    if policy.enabled or role_allows("infer", need_role):
+        return True
+    return not policy.admin_loopback_only_when_disabled or is_loopback(client_host)
+
+
 def describe(policy: AuthPolicy, store: ApiKeyStore | None) -> str:
     if not policy.enabled:
         if policy.admin_loopback_only_when_disabled:

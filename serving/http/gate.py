@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from serving import metrics
-from serving.access import ApiKeyStore, AuthPolicy, Principal, check_access
+from serving.access import ApiKeyStore, AuthPolicy, Principal, allows, check_access
 from serving.audit import AdminRecord, AuditWriter
 from serving.canary.pins import PIN_HEADER, versions_header
 from serving.errors import CanaryError, ServiceUnavailable
@@ -61,10 +61,12 @@ class Gate:
         host = request.client.host if request.client else None
         refused: CanaryError | None = None
         caller = host or "unknown"
+        may_pin = False
         try:
             principal = self.access(request, "infer")
             if principal.key_id:
                 caller = principal.name
+            may_pin = allows(self._policy, principal, host, "operator")
         except CanaryError as e:
             refused = e
         ctx = RequestContext(
@@ -73,6 +75,7 @@ class Gate:
             caller=caller,
             sticky_key=request.headers.get(KEY_HEADER) or host,
             pin_header=request.headers.get(PIN_HEADER),
+            may_pin_challenger=may_pin,
             started=started,
         )
         return ctx, refused

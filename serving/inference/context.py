@@ -25,6 +25,9 @@ class RequestContext:
     caller: str  # the API key's name, else the client address
     sticky_key: str | None  # routing key: X-Canary-Key, else the client address
     pin_header: str | None  # X-Model-Version as sent
+    # May pin a rollout's challenger (the operator role; with auth off, a loopback client). Off
+    # by default: a context that does not say so cannot probe a version under rollout.
+    may_pin_challenger: bool = False
     started: float = field(default_factory=time.perf_counter)
 
     def elapsed_s(self) -> float:

@@ -27,7 +27,7 @@ from serving.audit import RequestRecord, node_entry, sha256_hex
 from serving.canary.pins import parse_pins
 from serving.canary.split import RoutingDecision
 from serving.config import PlatformConfig
-from serving.errors import InvalidInput, RequestTimeout, UnknownPipeline
+from serving.errors import ChallengerPinForbidden, InvalidInput, RequestTimeout, UnknownPipeline
 from serving.inference.admission import Admission
 from serving.inference.context import InputSource, Outcome, RequestContext
 from serving.inference.routing import CanaryState, ChallengerFailed, HandleSource
@@ -149,8 +149,23 @@ class DataPlane:
     def decide(
         self, ctx: RequestContext, models: list[str], pins: dict[str, int]
     ) -> RoutingDecision:
-        """The one routing decision of a request (sticky key: header, else client address)."""
-        return self.canary.decide(models, pins, ctx.sticky_key)
+        """The one routing decision of a request (sticky key: header, else client address).
+
+        A pin to a rollout's challenger is an operator's probe: it is served (and never
+        counted as rollout traffic), but only for a caller who may pin it."""
+        decision = self.canary.decide(models, pins, ctx.sticky_key)
+        probed = sorted(
+            f"{m}={d.version}"
+            for m, d in decision.per_model.items()
+            if d.pinned and d.arm == "challenger"
+        )
+        if probed and not ctx.may_pin_challenger:
+            raise ChallengerPinForbidden(
+                f"pinning {', '.join(probed)} needs the operator role: that version is under "
+                "rollout (send no pin to be routed by the split)",
+                pins=probed,
+            )
+        return decision
 
     async def _answer(
         self,
@@ -175,13 +190,19 @@ class DataPlane:
             return await self._run(ctx, spec, value, decision), decision
         except ChallengerFailed as failure:
             log.warning(
-                "request %s: challenger %s v%s failed; re-running on champions",
+                "request %s: challenger %s v%s %s; re-running on champions",
                 ctx.request_id,
                 failure.model,
                 failure.version,
+                "refused the input" if failure.refused is not None else "failed",
             )
             decision = decision.with_champions()
-            return await self._run(ctx, spec, value, decision), decision
+            # If the champions fail too, the error is the caller's answer, and a challenger
+            # that refused the same input is not blamed for it.
+            run = await self._run(ctx, spec, value, decision)
+            if failure.refused is not None:
+                self.canary.challenger_refused(failure)  # the champion took what it refused
+            return run, decision
 
     async def _run(
         self, ctx: RequestContext, spec: PipelineSpec, value: Any, decision: RoutingDecision

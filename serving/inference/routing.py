@@ -22,7 +22,7 @@ from ray.exceptions import RayActorError
 from serving.canary.breaker import Breakers
 from serving.canary.records import RecordKind, RolloutRecord
 from serving.canary.routes import RolloutRoute, build_routes
-from serving.canary.split import Arm, ModelRoute, Router, RoutingDecision
+from serving.canary.split import Arm, ModelRoute, NodeDecision, Router, RoutingDecision
 from serving.config import CanarySpec, PlatformConfig
 from serving.errors import CanaryError, ModelFailure
 
@@ -50,11 +50,23 @@ async def predict(handle: Any, item: Any, attempts: int = 3) -> Any:
 
 
 class ChallengerFailed(Exception):
-    """A challenger call failed: the request is re-run on champions (never mixed versions)."""
+    """A challenger call failed: the request is re-run on champions (never mixed versions).
 
-    def __init__(self, model: str, version: int) -> None:
+    ``refused`` is set when the challenger refused the input with a 4xx: whether that was the
+    input's fault or the challenger's is for the champion's re-run to tell (see
+    :meth:`CanaryState.challenger_refused`), so nothing was counted yet."""
+
+    def __init__(
+        self,
+        model: str,
+        version: int,
+        refused: CanaryError | None = None,
+        latency_ms: float | None = None,
+        key_hash: str | None = None,
+    ) -> None:
         super().__init__(f"{model} v{version} failed")
         self.model, self.version = model, version
+        self.refused, self.latency_ms, self.key_hash = refused, latency_ms, key_hash
 
 
 class CanaryState:
@@ -97,7 +109,7 @@ class CanaryState:
             route = routes.get(model)
             if route is None or route.challenger is None:
                 continue
-            if not self.breakers.get(model, route.challenger).allow():
+            if self.breakers.get(model, route.challenger).state == "open":
                 # Open circuit: the champion takes the challenger's traffic, and the
                 # controller hears about it (it is a failed check).
                 routes[model] = dataclasses.replace(route, weight=0.0, shadow_share=0.0)
@@ -119,7 +131,23 @@ class CanaryState:
                         per_model[m], version=v, pinned=True, arm="champion", shadow_version=None
                     )
             decision = RoutingDecision(per_model)
-        return decision
+        return self._trial(decision, routes)
+
+    def _trial(self, decision: RoutingDecision, routes: dict[str, ModelRoute]) -> RoutingDecision:
+        """Ask the breaker only for requests the split sent to the challenger: a half-open
+        breaker's one trial call must be one whose answer comes back to it (a pinned probe or a
+        champion request would hold the trial, unanswered, for a whole cooldown)."""
+        moved: dict[str, NodeDecision] = {}
+        for m, d in decision.per_model.items():
+            if d.arm != "challenger" or d.pinned or self.breakers.get(m, d.version).allow():
+                continue
+            moved[m] = dataclasses.replace(
+                d, version=d.champion, arm="champion", shadow_version=None, fallback=True
+            )
+            self.record(routes[m], kind="breaker")
+        if not moved:
+            return decision
+        return RoutingDecision({**decision.per_model, **moved})
 
     def caller(
         self,
@@ -142,6 +170,7 @@ class CanaryState:
         ok: bool | None = None,
         latency_ms: float | None = None,
         agreement: float | None = None,
+        key_hash: str | None = None,
     ) -> None:
         """One record for the controller when ``route`` is under a rollout (else nothing)."""
         if route.rollout_id is None:
@@ -150,9 +179,33 @@ class CanaryState:
             self.dropped_records += 1
         self.records.append(
             RolloutRecord(
-                route.rollout_id, route.model, time.time(), kind, arm, ok, latency_ms, agreement
+                route.rollout_id,
+                route.model,
+                time.time(),
+                kind,
+                arm,
+                ok,
+                latency_ms,
+                agreement,
+                key_hash,
             )
         )
+
+    def challenger_failed(
+        self, model: str, version: int, latency_ms: float | None, key_hash: str | None
+    ) -> None:
+        """Count one failed call the split sent to the challenger: its breaker and its arm."""
+        route = self.routes.get(model)
+        if route is None or route.challenger != version:
+            return  # the rollout ended meanwhile: nothing left to count against
+        self.breakers.get(model, version).record_failure()
+        self.record(route, arm="challenger", ok=False, latency_ms=latency_ms, key_hash=key_hash)
+
+    def challenger_refused(self, failure: ChallengerFailed) -> None:
+        """The challenger refused an input with a 4xx that the champions' re-run then took:
+        the refusal was the challenger's failure. (Had the champions refused it too, the input
+        was at fault, and a 4xx caused by the input is never counted against a challenger.)"""
+        self.challenger_failed(failure.model, failure.version, failure.latency_ms, failure.key_hash)
 
     def take_records(self) -> list[RolloutRecord]:
         out = list(self.records)
@@ -184,8 +237,20 @@ class VersionedCaller:
         state, shadow = self._state, self._shadow
         version = self._versions[model]
         node = self._decision.per_model.get(model)
+        pinned = node is not None and node.pinned
         on_challenger = shadow or (node is not None and node.arm == "challenger")
         route = state.routes.get(model)
+        # Only what the split chose is rollout evidence: a pinned probe is served and audited,
+        # a shadow copy feeds the agreement records (``Shadows``) only; neither moves the
+        # breaker nor counts as canary traffic.
+        counted = (
+            not shadow
+            and not pinned
+            and route is not None
+            and route.rollout_id is not None
+            and version in route.served
+        )
+        key = node.key_hash if node is not None else None
         t0 = time.perf_counter()
         try:
             h = self._handles(model, version)
@@ -199,24 +264,27 @@ class VersionedCaller:
             raise
         except Exception as e:  # anything a replica raised, typed errors included
             cause = getattr(e, "cause", e)
-            if isinstance(cause, CanaryError) and cause.status_code < 500 and not on_challenger:
-                # The champion refused the input (e.g. too small for the model): the
-                # caller's 4xx, not a model failure. (A challenger refusing what the
-                # champion takes is the challenger's failure: the request re-runs.)
-                raise cause from None
+            refused = cause if isinstance(cause, CanaryError) and cause.status_code < 500 else None
             ms = (time.perf_counter() - t0) * 1000
-            if on_challenger and route is not None and route.challenger == version:
-                state.breakers.get(model, version).record_failure()
-                state.record(route, arm="challenger", ok=False, latency_ms=ms)
-                if not shadow and not (node is not None and node.pinned):
-                    raise ChallengerFailed(model, version) from e
+            if on_challenger and counted and route is not None and route.challenger == version:
+                if refused is not None:
+                    # The input, or the challenger? The champion's re-run tells (see
+                    # ``challenger_refused``); nothing is counted until then.
+                    raise ChallengerFailed(
+                        model, version, refused=refused, latency_ms=ms, key_hash=key
+                    ) from e
+                state.challenger_failed(model, version, ms, key)
+                raise ChallengerFailed(model, version) from e
+            if refused is not None:
+                # A version refused the input (e.g. too small for the model): the caller's
+                # 4xx, not a model failure.
+                raise refused from None
             log.error("request %s: %s v%s failed: %r", self._request_id, model, version, e)
             raise ModelFailure(f"{model} v{version} failed") from e
         ms = (time.perf_counter() - t0) * 1000
-        counted = not (shadow and route is not None and version != route.challenger)
-        if route is not None and route.rollout_id is not None and counted:
+        if counted and route is not None:
             arm: Arm = "challenger" if version == route.challenger else "champion"
             if arm == "challenger":
                 state.breakers.get(model, version).record_success()
-            state.record(route, arm=arm, ok=True, latency_ms=ms)
+            state.record(route, arm=arm, ok=True, latency_ms=ms, key_hash=key)
         return out

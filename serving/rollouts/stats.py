@@ -4,11 +4,15 @@ The ingress sends small batches of :class:`~serving.canary.records.RolloutRecord
 call on a rollout's model, one per shadow comparison, one per request the open breaker
 diverted); the controller keeps them per rollout and builds the ``WindowStats`` of the current
 analysis window (records since the window started), dropping older ones.
+
+Only what the split chose arrives here (the ingress records no pinned request), and one routing
+key counts at most ``max_per_key`` calls per arm and window: a client that sends many requests
+under one ``X-Canary-Key`` (or, without one, from one address) weighs no more than K others.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -19,8 +23,8 @@ from serving.rollouts.checks import ArmStats, ShadowStats, WindowStats
 
 @dataclass
 class _Buffer:
-    # ts, challenger arm?, ok, latency (None: the call had no measured latency)
-    calls: list[tuple[float, bool, bool, float | None]] = field(default_factory=list)
+    # ts, challenger arm?, ok, latency (None: the call had no measured latency), key digest
+    calls: list[tuple[float, bool, bool, float | None, str | None]] = field(default_factory=list)
     shadows: list[tuple[float, float | None]] = field(default_factory=list)  # ts, agreement
     breaker_open_at: list[float] = field(default_factory=list)
 
@@ -49,7 +53,9 @@ class RolloutStats:
                 continue
             buf = self._buffers[rec.rollout_id]
             if rec.kind == "call":
-                buf.calls.append((rec.ts, rec.arm == "challenger", bool(rec.ok), rec.latency_ms))
+                buf.calls.append(
+                    (rec.ts, rec.arm == "challenger", bool(rec.ok), rec.latency_ms, rec.key_hash)
+                )
             elif rec.kind == "shadow":
                 buf.shadows.append((rec.ts, rec.agreement))
             elif rec.kind == "breaker":
@@ -60,14 +66,23 @@ class RolloutStats:
             _bound(buf.breaker_open_at, self._max)
         return taken
 
-    def window(self, rollout_id: str, since: float) -> WindowStats:
+    def window(self, rollout_id: str, since: float, max_per_key: int | None = None) -> WindowStats:
+        """The stats of the window that started at ``since``; with ``max_per_key``, each
+        routing key's calls count on each arm only up to that many (the first ones, in time
+        order); key-less calls are not capped."""
         buf = self._buffers.get(rollout_id, _Buffer())
         # Forget what the window no longer needs (the controller only moves forward in time).
         buf.calls = [c for c in buf.calls if c[0] >= since]
         buf.shadows = [s for s in buf.shadows if s[0] >= since]
         buf.breaker_open_at = [t for t in buf.breaker_open_at if t >= since]
         champion, challenger, shadow = ArmStats(), ArmStats(), ShadowStats()
-        for _ts, is_challenger, ok, ms in buf.calls:
+        per_key: Counter[tuple[bool, str]] = Counter()
+        calls = buf.calls if max_per_key is None else sorted(buf.calls, key=lambda c: c[0])
+        for _ts, is_challenger, ok, ms, key in calls:
+            if key is not None and max_per_key is not None:
+                per_key[(is_challenger, key)] += 1
+                if per_key[(is_challenger, key)] > max_per_key:
+                    continue
             (challenger if is_challenger else champion).record(ms, error=not ok)
         for _ts, agreement in buf.shadows:
             shadow.record(agreement)

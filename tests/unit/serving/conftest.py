@@ -114,8 +114,11 @@ class PhotoInput:
         raise AssertionError("an image pipeline never asks for a clip")
 
 
-def ctx(pins: str | None = None, key: str | None = "cam-7") -> RequestContext:
-    return RequestContext("rid-1", "pipeline:inspect", "tester", key, pins)
+def ctx(
+    pins: str | None = None, key: str | None = "cam-7", *, operator: bool = False
+) -> RequestContext:
+    """A request's context; ``operator``: the caller may pin a rollout's challenger."""
+    return RequestContext("rid-1", "pipeline:inspect", "tester", key, pins, operator)
 
 
 def canary(weight: float, shadow_share: float = 0.0) -> RolloutRoute:

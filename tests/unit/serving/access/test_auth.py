@@ -13,6 +13,7 @@ from serving.access.keys import ApiKeyStore, Principal, add_key, list_keys, revo
 from serving.access.policy import (
     ANONYMOUS,
     AuthPolicy,
+    allows,
     check_access,
     describe,
     is_loopback,
@@ -433,3 +434,35 @@ def test_only_exact_loopback_addresses_are_loopback() -> None:
     assert is_loopback("[::1]") and is_loopback("::ffff:127.0.0.1") and is_loopback("localhost")
     assert not is_loopback("X127.0.0.1X") and not is_loopback("127.0.0.1X")
     assert not is_loopback(None) and not is_loopback("")
+
+
+# --- allows: the same rules as a yes/no (who may pin a rollout's challenger) -----------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "role", "host", "need", "allowed"),
+    [
+        (ENABLED, "infer", "10.0.0.5", "infer", True),
+        (ENABLED, "infer", "127.0.0.1", "operator", False),  # loopback is no role
+        (ENABLED, "operator", "10.0.0.5", "operator", True),
+        (ENABLED, "admin", "10.0.0.5", "operator", True),
+        (ENABLED, "operator", "10.0.0.5", "admin", False),
+        (DISABLED, "admin", "127.0.0.1", "operator", True),
+        (DISABLED, "admin", "::1", "operator", True),
+        (DISABLED, "admin", "10.0.0.5", "operator", False),
+        (DISABLED, "admin", None, "operator", False),
+        (DISABLED, "admin", "10.0.0.5", "infer", True),
+        (
+            AuthPolicy(admin_loopback_only_when_disabled=False),
+            "admin",
+            "10.0.0.5",
+            "operator",
+            True,
+        ),
+    ],
+)
+def test_allows_follows_check_access(
+    policy: AuthPolicy, role: str, host: str | None, need: str, allowed: bool
+) -> None:
+    principal = Principal(name="caller", role=role, key_id="k1")
+    assert allows(policy, principal, host, need) is allowed

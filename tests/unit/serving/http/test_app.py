@@ -12,13 +12,15 @@ from fastapi.testclient import TestClient
 from skimage import data
 
 from model_registry.settings import RegistryRef
+from serving.access import AuthPolicy, add_key
 from serving.audit import AuditWriter, open_store
+from serving.canary.routes import RolloutRoute
 from serving.config import PlatformConfig
 from serving.errors import ServiceUnavailable
 from serving.http.app import build_app
 from serving.http.gate import Gate
 from serving.http.services import Services
-from tests.unit.serving.conftest import ModelHandle, make_plane
+from tests.unit.serving.conftest import ModelHandle, canary, make_plane
 
 
 class NoActor:
@@ -40,8 +42,9 @@ def services(
     handles: dict[tuple[str, int], ModelHandle],
     tmp_path: Path,
     audit: AuditWriter | None,
+    rollout: RolloutRoute | None = None,
 ) -> Services:
-    plane = make_plane(config, handles)
+    plane = make_plane(config, handles, rollout)
     return Services(
         config,
         RegistryRef("sqlite:///unused.db", str(tmp_path)),
@@ -120,3 +123,41 @@ def test_operator_routes_answer_only_on_loopback_without_auth(
     r = remote.get("/v1/keys")
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     assert remote.get("/healthz").json() == {"status": "ok"}
+
+
+def test_pinning_a_challenger_is_an_operators_probe(
+    config: PlatformConfig, handles: dict[tuple[str, int], ModelHandle], tmp_path: Path
+) -> None:
+    photo = {"image": ("a.jpg", _photo(), "image/jpeg")}
+    app = build_app(services(config, handles, tmp_path, None, canary(weight=0)))
+    remote, local = (TestClient(app, client=(host, 5000)) for host in ("10.1.2.3", "127.0.0.1"))
+    # Auth off: like every operator action, only from loopback.
+    for r in (
+        remote.post(
+            "/v1/pipelines/inspect", files=photo, headers={"X-Model-Version": "detector=2"}
+        ),
+        remote.post("/v1/models/detector:predict?version=2", files=photo),
+    ):
+        assert r.status_code == 403 and r.json()["error"]["code"] == "challenger_pin_forbidden"
+        assert "detector=2" in r.json()["error"]["message"]
+    pinned_champion = remote.post(
+        "/v1/pipelines/inspect", files=photo, headers={"X-Model-Version": "detector=1"}
+    )
+    assert pinned_champion.status_code == 200
+    probe = local.post("/v1/models/detector:predict?version=2", files=photo)
+    assert probe.status_code == 200 and probe.json()["version"] == 2
+
+    # Auth on: the key's role decides, wherever the caller is.
+    keys = tmp_path / "api_keys.json"
+    infer, operator = add_key(keys, "app", "infer"), add_key(keys, "ops", "operator")
+    secured = config.model_copy(update={"auth": AuthPolicy(enabled=True)})
+    app = build_app(services(secured, handles, tmp_path, None, canary(weight=0)))
+    remote = TestClient(app, client=("10.1.2.3", 5000))
+    pin = {"X-Model-Version": "detector=2"}
+    refused = remote.post("/v1/pipelines/inspect", files=photo, headers={**pin, "X-API-Key": infer})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "challenger_pin_forbidden"
+    allowed = remote.post(
+        "/v1/pipelines/inspect", files=photo, headers={**pin, "X-API-Key": operator}
+    )
+    assert allowed.status_code == 200 and allowed.headers["X-Model-Versions"] == "detector=2,ocr=1"

@@ -10,8 +10,11 @@ from skimage import data
 
 from drift.capture import CaptureQueue
 from serving.canary import RolloutRecord
+from serving.canary.split import key_hash
 from serving.config import PlatformConfig
 from serving.errors import (
+    BadRequest,
+    ChallengerPinForbidden,
     InvalidInput,
     RequestTimeout,
     UnknownModel,
@@ -81,10 +84,15 @@ def test_a_pinned_challenger_that_fails_is_an_error_not_a_fallback(
 ) -> None:
     handles[("detector", 2)].fail = RuntimeError("CUDA error")
     plane = make_plane(config, handles, canary(weight=0))
-    outcome = asyncio.run(plane.pipeline(ctx(pins="detector=2"), "inspect", astronaut))
+    outcome = asyncio.run(
+        plane.pipeline(ctx(pins="detector=2", operator=True), "inspect", astronaut)
+    )
     assert outcome.error is not None and getattr(outcome.error, "code", "") == "model_failure"
     assert outcome.versions == {"detector": 2, "ocr": 1}
     assert handles[("detector", 1)].items == 0
+    # An operator's probe: served, never rollout evidence, never the breaker's business.
+    assert plane.canary.take_records() == []
+    assert plane.canary.breakers.get("detector", 2).state == "closed"
 
 
 def test_unknown_pipeline_model_or_pin_is_refused_before_the_body_is_read(
@@ -166,3 +174,57 @@ def test_the_audit_record_shows_the_decision_that_answered(
     assert node["sticky_key_hash"] is not None and "cam-7" not in str(record)
     assert record.pipeline == "inspect" and record.input_bytes == len(astronaut.data)
     assert record.caller == "tester" and record.status == 200
+
+
+# --- what the split chose is all a rollout counts ---------------------------------------------
+
+
+def test_a_challenger_refusing_an_input_the_champion_refuses_too_is_the_callers_4xx(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    for version in (1, 2):
+        handles[("detector", version)].fail = BadRequest(f"v{version}: image 0 is 1x1")
+    plane = make_plane(config, handles, canary(weight=100))
+    outcome = asyncio.run(plane.pipeline(ctx(), "inspect", astronaut))
+    # The champions' re-run answered: its refusal is the caller's 4xx.
+    assert isinstance(outcome.error, BadRequest) and outcome.error.message == "v1: image 0 is 1x1"
+    # The input was at fault: nothing counts against the challenger, its breaker stays closed.
+    assert [r for r in plane.canary.take_records() if r.arm == "challenger"] == []
+    assert plane.canary.breakers.get("detector", 2).state == "closed"
+
+
+def test_a_challenger_refusing_an_input_the_champion_takes_is_the_challengers_failure(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    handles[("detector", 2)].fail = BadRequest("image 0 is 1x1")
+    plane = make_plane(config, handles, canary(weight=100))
+    outcome = asyncio.run(plane.pipeline(ctx(key="cam-9"), "inspect", astronaut))
+    assert outcome.error is None and outcome.versions == {"detector": 1, "ocr": 1}
+    assert outcome.body is not None and outcome.body["routing"]["detector"]["fallback"] is True
+    calls = [(r.arm, r.ok, r.key_hash) for r in plane.canary.take_records() if r.kind == "call"]
+    assert ("challenger", False, key_hash("cam-9")) in calls
+    assert ("champion", True, key_hash("cam-9")) in calls
+
+
+def test_pinning_the_challenger_needs_the_operator_role_and_is_refused_before_the_body(
+    config: PlatformConfig, handles: Handles, astronaut: PhotoInput
+) -> None:
+    plane = make_plane(config, handles, canary(weight=50))
+    refused = [
+        asyncio.run(plane.pipeline(ctx(pins="detector=2"), "inspect", astronaut)),
+        asyncio.run(plane.predict(ctx(), "detector", 2, astronaut)),  # ?version= is a pin too
+    ]
+    for outcome in refused:
+        assert isinstance(outcome.error, ChallengerPinForbidden), outcome.error
+        assert outcome.error.status_code == 403
+        assert outcome.error.code == "challenger_pin_forbidden"
+        assert "detector=2" in outcome.error.message
+    assert astronaut.reads == 0 and handles[("detector", 2)].items == 0
+    # The champion (or any version outside the rollout) may be pinned by any caller ...
+    champion = asyncio.run(plane.pipeline(ctx(pins="detector=1"), "inspect", astronaut))
+    assert champion.error is None and champion.versions["detector"] == 1
+    # ... and an operator may probe the challenger, which is served but never counted.
+    probe = asyncio.run(plane.pipeline(ctx(pins="detector=2", operator=True), "inspect", astronaut))
+    assert probe.error is None and probe.versions["detector"] == 2
+    assert probe.body is not None and probe.body["routing"]["detector"]["pinned"] is True
+    assert [r for r in plane.canary.take_records() if r.kind == "call"] == []

@@ -97,7 +97,7 @@ def test_the_capture_job_of_a_mirror_is_the_challengers_answer_to_the_same_input
     assert isinstance(shadow.ts, float) and shadow.ts >= live.ts - 60
 
 
-def test_a_failing_mirror_counts_against_the_challenger_and_is_logged(
+def test_a_failing_mirror_is_a_failed_comparison_only_and_is_logged(
     config: PlatformConfig,
     handles: dict[tuple[str, int], ModelHandle],
     astronaut: PhotoInput,
@@ -109,14 +109,11 @@ def test_a_failing_mirror_counts_against_the_challenger_and_is_logged(
         outcome = _serve(plane, "inspect", astronaut)
     assert outcome.error is None and outcome.versions == {"detector": 1, "ocr": 1}
     records = plane.canary.take_records()
-    # The mirror's call failed on the challenger arm (breaker and error rate see it) ...
-    calls = [(r.arm, r.ok) for r in records if r.kind == "call" and r.arm == "challenger"]
-    assert calls == [("challenger", False)]
-    breaker = plane.canary.breakers.get("detector", 2)
-    for _ in range(breaker.failure_threshold - 1):  # the mirror's failure was the first
-        assert breaker.state == "closed"
-        breaker.record_failure()
-    assert breaker.state == "open"
+    # Shadow results feed the agreement checks only: no challenger call is counted, and the
+    # breaker (which guards live traffic) does not move ...
+    assert [r for r in records if r.kind == "call" and r.arm == "challenger"] == []
+    assert plane.canary.breakers.get("detector", 2).state == "closed"
+    assert plane.canary.breakers.open_versions() == []
     # ... and the comparison is recorded as failed, not as an agreement.
     assert [r.agreement for r in records if r.kind == "shadow"] == [None]
     messages = [r.getMessage() for r in caplog.records]

@@ -97,7 +97,9 @@ def _half_open(state: CanaryState, version: int) -> Any:
     return breaker
 
 
-def _node(version: int, arm: str, pinned: bool = False, model: str = "detector") -> NodeDecision:
+def _node(
+    version: int, arm: str, pinned: bool = False, model: str = "detector", key: str | None = None
+) -> NodeDecision:
     return NodeDecision(
         model=model,
         version=version,
@@ -105,7 +107,7 @@ def _node(version: int, arm: str, pinned: bool = False, model: str = "detector")
         pinned=pinned,
         weight=50.0,
         bucket=None,
-        key_hash=None,
+        key_hash=key,
         sticky=False,
         shadow_version=None,
         champion=1 if model == "detector" else 4,
@@ -215,7 +217,9 @@ def test_a_pinned_challenger_that_fails_is_a_model_failure_logged_with_the_reque
     with caplog.at_level(logging.ERROR), pytest.raises(ModelFailure) as info:
         _call(state, {"detector": _node(2, "challenger", pinned=True)}, handles)
     assert info.value.message == "detector v2 failed"
-    assert _calls(state) == [("r-det", "detector", "challenger", False, 250.0)]
+    # A pin is a probe: served and audited, never rollout evidence, never the breaker's.
+    assert _calls(state) == []
+    assert state.breakers.get("detector", 2).state == "closed"
     assert [r.getMessage() for r in caplog.records] == [
         "request rid-9: detector v2 failed: RuntimeError('boom')"
     ]
@@ -255,21 +259,78 @@ def test_a_champions_5xx_typed_error_is_a_model_failure_not_passed_through(
         _call(_state(config), {"detector": _node(1, "champion")}, handles)
 
 
+def test_a_routed_challenger_refusing_the_input_is_re_run_with_nothing_counted_yet(
+    config: PlatformConfig,
+) -> None:
+    state = _state(config)
+    refused = BadRequest("image 0 is 1x1")
+    handles = {("detector", 2): _Handle(_fail(_Wrapped(refused)))}
+    with pytest.raises(ChallengerFailed) as info:
+        _call(state, {"detector": _node(2, "challenger", key="k1")}, handles)
+    failure = info.value
+    assert (failure.refused, failure.latency_ms, failure.key_hash) == (refused, 250.0, "k1")
+    # Until the champions' re-run tells whether the input was at fault, nothing is counted.
+    assert _calls(state) == [] and state.breakers.get("detector", 2).state == "closed"
+    # The champions took it: the refusal was the challenger's failure after all.
+    state.challenger_refused(failure)
+    (record,) = state.take_records()
+    assert (record.arm, record.ok, record.latency_ms, record.key_hash) == (
+        "challenger",
+        False,
+        250.0,
+        "k1",
+    )
+    state.breakers.get("detector", 2).record_failure()  # the second of a threshold of 2
+    assert state.breakers.get("detector", 2).state == "open"
+
+
+def test_a_refusal_is_not_counted_once_the_rollout_has_moved_on(config: PlatformConfig) -> None:
+    state = _state(config)
+    state.routes["detector"] = ModelRoute("detector", 1, 3, 50.0, 0.0, "r-next")
+    state.challenger_refused(ChallengerFailed("detector", 2, BadRequest("x"), 250.0))
+    state.challenger_failed("ocr-gone", 2, 250.0, None)
+    assert state.take_records() == []
+    assert state.breakers.open_versions() == []
+
+
+def test_a_pinned_challenger_refusing_the_input_answers_the_callers_4xx(
+    config: PlatformConfig,
+) -> None:
+    state = _state(config)
+    refused = BadRequest("image 0 is 1x1")
+    handles = {("detector", 2): _Handle(_fail(refused))}
+    with pytest.raises(BadRequest) as info:
+        _call(state, {"detector": _node(2, "challenger", pinned=True)}, handles)
+    assert info.value is refused and state.take_records() == []
+
+
+def test_calls_the_split_chose_carry_the_routing_keys_digest(config: PlatformConfig) -> None:
+    state = _state(config)
+    handles = {("detector", 1): _Handle(_ok), ("detector", 2): _Handle(_ok)}
+    _call(state, {"detector": _node(1, "champion", key="a")}, handles)
+    _call(state, {"detector": _node(2, "challenger", key="b")}, handles)
+    assert [(r.arm, r.key_hash) for r in state.take_records()] == [
+        ("champion", "a"),
+        ("challenger", "b"),
+    ]
+
+
 # --- shadows ---------------------------------------------------------------------------------
 
 
-def test_a_shadow_call_to_the_challenger_is_recorded_and_a_failure_is_not_re_run(
+def test_a_shadow_call_to_the_challenger_is_not_canary_traffic_and_is_not_re_run(
     config: PlatformConfig,
 ) -> None:
     state = _state(config)
     nodes = {"detector": _node(1, "champion")}
     ok = {("detector", 2): _Handle(_ok)}
     _call(state, nodes, ok, shadow=True, versions={"detector": 2})
-    assert _calls(state) == [("r-det", "detector", "challenger", True, 250.0)]
+    assert _calls(state) == []  # its comparison is recorded by Shadows, nothing else
     failing = {("detector", 2): _Handle(_fail(RuntimeError("boom")))}
     with pytest.raises(ModelFailure):  # not ChallengerFailed: a shadow is never re-run
         _call(state, nodes, failing, shadow=True, versions={"detector": 2})
-    assert _calls(state) == [("r-det", "detector", "challenger", False, 250.0)]
+    assert _calls(state) == []
+    assert state.breakers.get("detector", 2).state == "closed"
 
 
 def test_a_shadow_runs_other_versions_without_counting_them_for_any_rollout(
@@ -305,6 +366,61 @@ def test_an_open_breaker_takes_the_challengers_live_and_mirrored_traffic(
     assert {d.per_model["detector"].weight for d in decisions} == {0.0}
     kinds = [r.kind for r in state.take_records()]
     assert kinds == ["breaker"] * 200
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_half_open_breakers_one_trial_goes_to_a_request_the_split_sent_to_the_challenger(
+    config: PlatformConfig,
+) -> None:
+    clock = _Clock()
+    state = _state(config)
+    state.breakers = Breakers(failure_threshold=2, window_s=60.0, cooldown_s=10.0, clock=clock)
+    state.routes["detector"] = ModelRoute("detector", 1, 2, 100.0, 0.0, "r-det")
+    breaker = state.breakers.get("detector", 2)
+    breaker.record_failure()
+    breaker.record_failure()
+    open_ = state.decide(["detector"], {}, "k0").per_model["detector"]
+    assert (open_.version, open_.weight, open_.fallback) == (1, 0.0, False)
+    clock.now = 10.0  # the cooldown is over: half-open
+    # A pinned probe is served by the challenger but never takes the trial ...
+    pinned = state.decide(["detector"], {"detector": 2}, "k1").per_model["detector"]
+    assert (pinned.version, pinned.pinned) == (2, True)
+    # ... so the trial goes to the first request the split sends to the challenger ...
+    trial = state.decide(["detector"], {}, "k2").per_model["detector"]
+    assert (trial.version, trial.arm, trial.fallback) == (2, "challenger", False)
+    # ... and while it is out, the split's other challenger picks go to the champion.
+    held = state.decide(["detector"], {}, "k3").per_model["detector"]
+    assert (held.version, held.arm, held.fallback, held.shadow_version) == (
+        1,
+        "champion",
+        True,
+        None,
+    )
+    assert [r.kind for r in state.take_records()] == ["breaker", "breaker"]
+    breaker.record_success()  # the trial's answer came back: closed
+    assert state.decide(["detector"], {}, "k4").per_model["detector"].version == 2
+
+
+def test_a_request_the_split_sends_to_the_champion_leaves_the_trial_alone(
+    config: PlatformConfig,
+) -> None:
+    clock = _Clock()
+    state = _state(config)
+    state.breakers = Breakers(failure_threshold=1, window_s=60.0, cooldown_s=10.0, clock=clock)
+    state.routes["detector"] = ModelRoute("detector", 1, 2, 0.0, 0.0, "r-det")
+    state.breakers.get("detector", 2).record_failure()
+    clock.now = 10.0
+    for i in range(5):
+        assert state.decide(["detector"], {}, f"k{i}").per_model["detector"].version == 1
+    assert state.take_records() == []
+    assert state.breakers.get("detector", 2).allow()  # the trial was never handed out
 
 
 def test_a_pin_to_a_running_version_outside_the_rollout_is_honoured(

@@ -109,3 +109,34 @@ def test_max_records_keeps_the_newest_of_each_kind() -> None:
     assert w.shadow.compared == 3
     assert abs(w.shadow.agreement_sum - (0.2 + 0.3 + 0.4)) < 1e-9
     assert w.circuit_open is True
+
+
+def _keyed(arm: str, key: str | None, ts: float, ok: bool = True) -> RolloutRecord:
+    return RolloutRecord("r1", "detector", ts, "call", arm, ok, 10.0, key_hash=key)  # type: ignore[arg-type]
+
+
+def test_one_routing_key_counts_at_most_k_calls_per_arm_and_window() -> None:
+    stats = RolloutStats()
+    # An attacker's key sends 50 failing requests to the challenger; three honest keys one each.
+    storm = [_keyed("challenger", "mallory", T0 + i * 0.01, ok=False) for i in range(50)]
+    honest = [_keyed("challenger", f"user-{i}", T0 + 1 + i) for i in range(3)]
+    stats.add(storm + honest + [_keyed("champion", "mallory", T0 + 5)])
+    w = stats.window("r1", T0, max_per_key=2)
+    assert (w.challenger.requests, w.challenger.errors) == (5, 2)
+    assert w.champion.requests == 1  # the cap is per arm: the key's champion call still counts
+    # Without a cap (the caller's choice) every call counts.
+    assert stats.window("r1", T0).challenger.requests == 53
+
+
+def test_the_per_key_cap_keeps_the_first_calls_in_time_and_leaves_key_less_ones_alone() -> None:
+    stats = RolloutStats()
+    # Replicas report out of order: the cap keeps the key's earliest calls, whatever came first.
+    stats.add(
+        [_keyed("challenger", "k", T0 + 2, ok=True), _keyed("challenger", "k", T0 + 1, ok=False)]
+    )
+    stats.add([_keyed("challenger", None, T0 + 3) for _ in range(4)])
+    w = stats.window("r1", T0, max_per_key=1)
+    assert (w.challenger.requests, w.challenger.errors) == (5, 1)
+    # A new window counts the key afresh.
+    stats.add([_keyed("challenger", "k", T0 + 10), _keyed("challenger", "k", T0 + 11)])
+    assert stats.window("r1", T0 + 10, max_per_key=1).challenger.requests == 1
