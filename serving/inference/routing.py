@@ -141,9 +141,8 @@ class CanaryState:
         for m, d in decision.per_model.items():
             if d.arm != "challenger" or d.pinned or self.breakers.get(m, d.version).allow():
                 continue
-            moved[m] = dataclasses.replace(
-                d, version=d.champion, arm="champion", shadow_version=None, fallback=True
-            )
+            # (A challenger pick is never mirrored: there is no shadow to drop.)
+            moved[m] = dataclasses.replace(d, version=d.champion, arm="champion", fallback=True)
             self.record(routes[m], kind="breaker")
         if not moved:
             return decision

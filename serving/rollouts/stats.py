@@ -77,8 +77,8 @@ class RolloutStats:
         buf.breaker_open_at = [t for t in buf.breaker_open_at if t >= since]
         champion, challenger, shadow = ArmStats(), ArmStats(), ShadowStats()
         per_key: Counter[tuple[bool, str]] = Counter()
-        calls = buf.calls if max_per_key is None else sorted(buf.calls, key=lambda c: c[0])
-        for _ts, is_challenger, ok, ms, key in calls:
+        # In time order: replicas report out of order, and the cap keeps a key's first calls.
+        for _ts, is_challenger, ok, ms, key in sorted(buf.calls, key=lambda c: c[0]):
             if key is not None and max_per_key is not None:
                 per_key[(is_challenger, key)] += 1
                 if per_key[(is_challenger, key)] > max_per_key:

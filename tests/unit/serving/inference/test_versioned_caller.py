@@ -309,9 +309,13 @@ def test_calls_the_split_chose_carry_the_routing_keys_digest(config: PlatformCon
     handles = {("detector", 1): _Handle(_ok), ("detector", 2): _Handle(_ok)}
     _call(state, {"detector": _node(1, "champion", key="a")}, handles)
     _call(state, {"detector": _node(2, "challenger", key="b")}, handles)
-    assert [(r.arm, r.key_hash) for r in state.take_records()] == [
-        ("champion", "a"),
-        ("challenger", "b"),
+    failing = {("detector", 2): _Handle(_fail(RuntimeError("boom")))}
+    with pytest.raises(ChallengerFailed):
+        _call(state, {"detector": _node(2, "challenger", key="c")}, failing)
+    assert [(r.arm, r.ok, r.key_hash) for r in state.take_records()] == [
+        ("champion", True, "a"),
+        ("challenger", True, "b"),
+        ("challenger", False, "c"),
     ]
 
 
@@ -406,6 +410,21 @@ def test_a_half_open_breakers_one_trial_goes_to_a_request_the_split_sent_to_the_
     assert [r.kind for r in state.take_records()] == ["breaker", "breaker"]
     breaker.record_success()  # the trial's answer came back: closed
     assert state.decide(["detector"], {}, "k4").per_model["detector"].version == 2
+
+
+def test_every_model_of_a_pipeline_gets_its_own_trial_decision(config: PlatformConfig) -> None:
+    clock = _Clock()
+    state = _state(config)
+    state.breakers = Breakers(failure_threshold=1, window_s=60.0, cooldown_s=10.0, clock=clock)
+    state.routes["ocr"] = ModelRoute("ocr", 4, 5, 100.0, 0.0, "r-ocr")
+    state.breakers.get("ocr", 5).record_failure()
+    clock.now = 10.0
+    assert state.breakers.get("ocr", 5).allow()  # half-open: this takes the one trial
+    # detector (first, routed to its champion) needs no trial; ocr's is out: to its champion.
+    state.routes["detector"] = ModelRoute("detector", 1, 2, 0.0, 0.0, "r-det")
+    d = state.decide(["detector", "ocr"], {}, "k")
+    assert d.versions() == {"detector": 1, "ocr": 4}
+    assert d.per_model["ocr"].fallback is True
 
 
 def test_a_request_the_split_sends_to_the_champion_leaves_the_trial_alone(
