@@ -3,6 +3,10 @@
 - ``spec``: what a rollout looks like (steps, pacing, guards, checks), validated.
 - ``checks``: what the analysis measures per window, the :class:`Check` interface and the
   explicit check registry (built-ins registered here; plug-ins by app assembly).
+- ``window``: what one analysis window measured (``WindowStats``), re-exported by ``checks``.
+- ``sequential``: the statistics with known error rates (SPRT, confidence sequence, quantile
+  test) and the :class:`Evidence` a sequential check accumulates over a rollout.
+- ``ledger``: how the state machine keeps that evidence in the rollout, window by window.
 - ``evidence``: the typed drift evidence the ``prediction_drift`` plug-in judges, and the
   :data:`DriftSource` the controller gets it from.
 - ``machine``: the pure state machine, ``(rollout, stats, now) -> (rollout, events, action)``.

@@ -7,15 +7,19 @@ A check turns one analysis window of :class:`WindowStats` into a :class:`CheckRe
   ``latency_p99_ratio`` at weight 100 where the champion gets no traffic). The rollout neither
   waits on nor fails for an abstaining check; the state machine has its own per-arm sample guard
   (``min_requests``) before anything advances.
+- a *sequential* check (``method: sequential``) judges the rollout's evidence so far
+  (``WindowStats.prior``) plus this window, and its result carries the new ``evidence``; its
+  ``passed=None`` means "not decisive yet", which keeps the rollout on its step.
 
 The built-in checks (``circuit_breaker``, ``error_rate``, ``latency_p99_ratio``,
-``shadow_agreement``) are registered here. A plug-in (``drift.check.PredictionDriftCheck``) is a
-class with the four members of :class:`Check`, and is registered *explicitly*, never as a side
-effect of importing its module: app assembly hands it to the controller actor, which calls
-:func:`register_check` before it parses or loads any spec (stored specs are re-validated, and
-a spec naming an unregistered check is refused). Data a plug-in needs that the built-in arms
-do not carry goes in ``WindowStats.extra`` under the check's name, as a typed value (e.g.
-``extra["prediction_drift"] = DriftEvidence(...)``, see ``serving.rollouts.evidence``).
+``latency_quantile``, ``shadow_agreement``) are registered here. A plug-in
+(``drift.check.PredictionDriftCheck``) is a class with the four members of :class:`Check`,
+registered *explicitly*, never as a side effect of importing its module: app assembly hands it
+to the controller actor, which calls :func:`register_check` before it parses or loads any spec
+(stored specs are re-validated, and a spec naming an unregistered check is refused). Data a
+plug-in needs that the built-in arms do not carry goes in ``WindowStats.extra`` under the
+check's name, as a typed value (e.g. ``extra["prediction_drift"] = DriftEvidence(...)``, see
+``serving.rollouts.evidence``).
 
 Which stats the caller fills, per phase:
 
@@ -28,116 +32,47 @@ Which stats the caller fills, per phase:
 from __future__ import annotations
 
 import math
-import random
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Literal, Protocol
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from serving.errors import InvalidRolloutSpec
+from serving.rollouts import sequential as seq
+from serving.rollouts.latency import LatencyQuantileCheck
+from serving.rollouts.sequential import Evidence
+from serving.rollouts.window import (
+    RESERVOIR_SIZE,
+    ArmStats,
+    CheckResult,
+    ShadowStats,
+    WindowStats,
+)
 from serving.schema import Strict
 
+__all__ = [
+    "CHECKS",
+    "PHASES",
+    "RESERVOIR_SIZE",
+    "ArmStats",
+    "Check",
+    "CheckResult",
+    "CheckSpec",
+    "ShadowStats",
+    "WindowStats",
+    "get_check",
+    "register_check",
+]
+
 PHASES = frozenset({"shadow", "canary"})
-
-# Latency samples kept per arm and window. A uniform reservoir of 2000 pins p99 within about
-# half a percentile point, at a bounded cost however busy the arm.
-RESERVOIR_SIZE = 2000
-
-
-@dataclass
-class ArmStats:
-    """Requests one model version served in the current window."""
-
-    requests: int = 0
-    errors: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-    # Latencies offered to the reservoir; ``len(latencies_ms)`` stops at RESERVOIR_SIZE.
-    latency_samples: int = 0
-    # Seeded, so that the same request sequence gives the same reservoir (tests, replays).
-    _rng: random.Random = field(
-        default_factory=lambda: random.Random(0), init=False, repr=False, compare=False
-    )
-
-    def record(self, latency_ms: float | None = None, *, error: bool = False) -> None:
-        """Count one request; ``latency_ms`` joins the reservoir (Algorithm R) when given."""
-        self.requests += 1
-        if error:
-            self.errors += 1
-        if latency_ms is None:
-            return
-        self.latency_samples += 1
-        if len(self.latencies_ms) < RESERVOIR_SIZE:
-            self.latencies_ms.append(float(latency_ms))
-            return
-        slot = self._rng.randrange(self.latency_samples)
-        if slot < RESERVOIR_SIZE:
-            self.latencies_ms[slot] = float(latency_ms)
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
-
-    @property
-    def p99_ms(self) -> float | None:
-        """Nearest-rank 99th percentile of the sampled latencies (None without samples)."""
-        if not self.latencies_ms:
-            return None
-        ordered = sorted(self.latencies_ms)
-        return ordered[math.ceil(0.99 * len(ordered)) - 1]
-
-
-@dataclass
-class ShadowStats:
-    """Comparisons of champion and challenger answers to the same (mirrored) request."""
-
-    compared: int = 0
-    agreement_sum: float = 0.0
-    failures: int = 0
-
-    def record(self, agreement: float | None) -> None:
-        """One shadow call: its agreement in [0, 1], or None when the shadow call failed."""
-        if agreement is None:
-            self.failures += 1
-            return
-        self.compared += 1
-        self.agreement_sum += float(agreement)
-
-    @property
-    def agreement(self) -> float | None:
-        return self.agreement_sum / self.compared if self.compared else None
-
-
-@dataclass
-class WindowStats:
-    """Everything measured since ``rollout.window_started_at(r)``."""
-
-    champion: ArmStats = field(default_factory=ArmStats)
-    challenger: ArmStats = field(default_factory=ArmStats)
-    shadow: ShadowStats = field(default_factory=ShadowStats)
-    circuit_open: bool = False  # the challenger's circuit breaker is open now
-    # Plug-in data, keyed by check name; each check narrows its own value's type.
-    extra: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    passed: bool | None  # None = no verdict (not enough data, or not applicable)
-    value: float | None
-    threshold: float
-    detail: str = ""
-    report_id: str | None = None  # the drift report behind the verdict, if any
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> CheckResult:
-        return cls(**{"report_id": None, **raw})
+SEQUENTIAL, WINDOW = "sequential", "window"
 
 
 class Check(Protocol):
-    """One named check. Instances are stateless: all they know comes in through evaluate."""
+    """One named check. Instances are stateless: all they know comes in through evaluate.
+
+    Optional members: ``methods`` (default ``{"window"}``) and ``default_method``, for a check
+    that can also judge sequentially (then ``spec.sequential`` says which to use).
+    """
 
     name: str
     phases: frozenset[str]  # subset of {"shadow", "canary"}: the rollout phases it judges
@@ -155,22 +90,58 @@ def _floor(spec: CheckSpec, min_requests: int) -> int:
     return spec.min_samples if spec.min_samples is not None else min_requests
 
 
+def _judged(
+    name: str, ev: Evidence, value: float | None, threshold: float, detail: str
+) -> CheckResult:
+    """A sequential check's result: pass / fail once decisive, no verdict (None) before."""
+    passed = {seq.PASS: True, seq.FAIL: False}.get(ev.decision or "")
+    return CheckResult(name, passed, value, threshold, detail, evidence=ev)
+
+
 def _fraction(spec: CheckSpec) -> None:
     if not 0.0 <= spec.threshold <= 1.0:
         raise ValueError(f"{spec.name} threshold is a fraction in [0, 1], got {spec.threshold!r}")
 
 
 class ErrorRateCheck:
-    """Challenger errors / requests <= threshold. Shadow calls count in the shadow phase."""
+    """Is the challenger failing more often? Shadow calls count in the shadow phase.
+
+    ``sequential`` (default): an SPRT over the whole rollout, H0 "as often as the champion" vs
+    H1 "``ratio`` times as often, or at ``threshold`` if higher"; value = its log likelihood
+    ratio, threshold = its fail boundary (``sequential.error_rate_sprt``). ``window``: this
+    window's challenger errors / requests <= ``threshold``.
+    """
 
     name = "error_rate"
     phases = PHASES
+    methods = frozenset({SEQUENTIAL, WINDOW})
+    default_method = SEQUENTIAL
 
     def validate(self, spec: CheckSpec) -> None:
         _fraction(spec)
 
     def evaluate(self, stats: WindowStats, spec: CheckSpec, min_requests: int) -> CheckResult:
         arm, need = stats.challenger, _floor(spec, min_requests)
+        if spec.sequential:
+            champ = stats.champion
+            ev = seq.error_rate_sprt(
+                stats.prior.get(self.name),
+                self.name,
+                champion=(champ.requests, champ.errors),
+                challenger=(arm.requests, arm.errors),
+                ratio=spec.ratio,
+                threshold=spec.threshold,
+                alpha=spec.alpha,
+                beta=spec.beta,
+                floor=need,
+            )
+            detail = (
+                f"challenger {ev.challenger_errors}/{ev.challenger_requests}, champion "
+                f"{ev.champion_errors}/{ev.champion_requests} errors; log LR to fail "
+                f"{ev.statistic:.3f} (>= {ev.fail_boundary:.3f}), to pass "
+                f"{ev.pass_statistic:.3f} (<= {ev.pass_boundary:.3f}); need {need} per arm"
+            )
+            return _judged(self.name, ev, ev.statistic, ev.fail_boundary, detail)
         rate = arm.error_rate
         if arm.requests < need or rate is None:
             return CheckResult(
@@ -235,6 +206,8 @@ class ShadowAgreementCheck:
 
     name = "shadow_agreement"
     phases = PHASES
+    methods = frozenset({SEQUENTIAL, WINDOW})
+    default_method = SEQUENTIAL
 
     def validate(self, spec: CheckSpec) -> None:
         _fraction(spec)
@@ -243,6 +216,23 @@ class ShadowAgreementCheck:
         shadow, need = stats.shadow, _floor(spec, min_requests)
         agreement = shadow.agreement
         detail = f"{shadow.compared} compared, {shadow.failures} failed shadow calls"
+        prior = stats.prior.get(self.name)
+        if spec.sequential and (prior is not None or shadow.compared):
+            ev = seq.agreement_cs(
+                prior,
+                self.name,
+                compared=shadow.compared,
+                agreement_sum=shadow.agreement_sum,
+                threshold=spec.threshold,
+                alpha=spec.alpha,
+                beta=spec.beta,
+                floor=need,
+            )
+            detail = (
+                f"{detail}; mean {ev.statistic:.4f} of {ev.compared}, fail < "
+                f"{ev.fail_boundary:.4f}, pass >= {ev.pass_boundary:.4f}; need {need}"
+            )
+            return _judged(self.name, ev, ev.statistic, spec.threshold, detail)
         if shadow.compared < need or agreement is None:
             return CheckResult(self.name, None, agreement, spec.threshold, f"{detail}; need {need}")
         return CheckResult(
@@ -318,6 +308,28 @@ class CheckSpec(Strict):
         default=None, ge=1, description="Samples this check needs; default: min_requests."
     )
     enabled: bool = True
+    method: Literal["sequential", "window"] | None = Field(
+        default=None,
+        description="sequential: the evidence of every window of the rollout adds up and the "
+        "check decides once it is decisive, wrong at most alpha / beta of the time (the "
+        "default where a check has it: error_rate, shadow_agreement); window: each window is "
+        "judged alone against the threshold.",
+    )
+    alpha: float = Field(
+        default=seq.DEFAULT_ALPHA,
+        gt=0,
+        lt=0.5,
+        description="Chance of failing a good challenger (sequential; latency_quantile's level).",
+    )
+    beta: float = Field(
+        default=seq.DEFAULT_BETA, gt=0, lt=0.5, description="Chance of passing a bad one."
+    )
+    ratio: float = Field(
+        default=seq.DEFAULT_RATIO,
+        gt=1,
+        description="Sequential error_rate: the multiple of the champion's error rate it must "
+        "catch (its H1).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -332,8 +344,18 @@ class CheckSpec(Strict):
     def _threshold(self) -> CheckSpec:
         if not math.isfinite(self.threshold):
             raise ValueError(f"{self.name} threshold must be finite, got {self.threshold!r}")
-        get_check(self.name).validate(self)
+        check = get_check(self.name)
+        methods = getattr(check, "methods", frozenset({WINDOW}))
+        if self.method is not None and self.method not in methods:
+            raise ValueError(f"{self.name} has no method {self.method!r}; it has {sorted(methods)}")
+        check.validate(self)
         return self
+
+    @property
+    def sequential(self) -> bool:
+        """Whether this check accumulates evidence over the rollout (see ``method``)."""
+        default = getattr(get_check(self.name), "default_method", WINDOW)
+        return (self.method or default) == SEQUENTIAL
 
 
 CIRCUIT_BREAKER = CircuitBreakerCheck.name
@@ -342,6 +364,7 @@ for _builtin in (
     CircuitBreakerCheck(),
     ErrorRateCheck(),
     LatencyP99RatioCheck(),
+    LatencyQuantileCheck(),
     ShadowAgreementCheck(),
 ):
     register_check(_builtin)

@@ -15,10 +15,13 @@ States::
 
 The analysis (:func:`tick`), Flagger style, once per window of ``spec.interval_s``:
 
-1. Nothing happens while pending, paused or ended, nor before the window is ``interval_s`` old.
+1. Nothing happens while pending, paused or ended, nor before the window is ``interval_s`` old
+   (except a sequential check's decisive fail: it rolls back at any tick).
 2. Every enabled check that applies to the phase is evaluated (``circuit_breaker`` always).
    Each check enforces its own sample floor and abstains (``passed=None``) below it.
-3. Any failed check: ``failed_checks += 1`` (over the whole rollout), a ``check_failed`` event
+   Sequential checks judge ``Rollout.evidence`` plus the window (``serving.rollouts.ledger``).
+3. A sequential check's decisive fail: rollback, whatever ``spec.threshold``. Any other failed
+   check: ``failed_checks += 1`` (over the whole rollout), a ``check_failed`` event
    with every measured value, then rollback if ``failed_checks >= spec.threshold``, else a new
    window on the same step. A check with enough data of its own fails the window even when
    the other arm is still short of samples: waiting could only hide a bad challenger.
@@ -26,7 +29,9 @@ The analysis (:func:`tick`), Flagger style, once per window of ``spec.interval_s
    the challenger, and the champion while it still gets traffic, i.e. weight < 100): no verdict,
    the window stays open; past ``progress_deadline_s`` the rollout rolls back with reason
    ``insufficient_data``.
-5. All passed: the next step (shadow: after ``shadow_steps`` passing windows, step 0), or
+5. A sequential check not decisive yet (below weight 100): the window is counted into the
+   evidence and a new one opens on the same step (an ``undecided`` event).
+6. All passed: the next step (shadow: after ``shadow_steps`` passing windows, step 0), or
    promotion once the last step (weight 100) passes.
 
 Contract with the caller (the controller): call :func:`activate` once the challenger's
@@ -34,8 +39,9 @@ replicas serve, and act on the returned Action (``set_weight 0`` in state ``shad
 mirroring ``spec.shadow_share``). The stats given to :func:`tick` cover exactly the time since
 :func:`window_started_at`; when that changes (new step, new window after a failed check,
 resume), start counting afresh. After a controller restart the open window's stats are lost:
-:func:`restart_window` keeps the deadline from being charged for the downtime. When nothing
-happened, the very same Rollout object comes back (``new is old``): nothing to save.
+:func:`restart_window` keeps the deadline from being charged for the downtime; the evidence
+of closed windows is in the rollout, so none is lost or counted twice. When nothing happened,
+the very same Rollout object comes back (``new is old``): nothing to save.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from serving.errors import InvalidRolloutSpec, InvalidRolloutTransition
+from serving.rollouts import ledger
 from serving.rollouts.checks import CIRCUIT_BREAKER, CheckResult, WindowStats, get_check
 from serving.rollouts.spec import CheckSpec, RolloutSpec
 
@@ -82,6 +89,9 @@ class Rollout:
     paused_state: str | None = None
     ended_reason: str | None = None
     last_results: list[dict[str, Any]] = field(default_factory=list)
+    # Sequential checks' evidence over the whole rollout, by check name (see rollouts.ledger);
+    # a rollout stored before it existed reads back with none.
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -157,32 +167,6 @@ def _refuse(r: Rollout, action: str, allowed: frozenset[str]) -> InvalidRolloutT
         rollout_id=r.id,
         state=r.state,
     )
-
-
-def _samples(stats: WindowStats, elapsed: float) -> dict[str, Any]:
-    return {
-        "window_s": elapsed,
-        "champion_requests": stats.champion.requests,
-        "champion_errors": stats.champion.errors,
-        "challenger_requests": stats.challenger.requests,
-        "challenger_errors": stats.challenger.errors,
-        "shadow_compared": stats.shadow.compared,
-        "shadow_failures": stats.shadow.failures,
-        "circuit_open": stats.circuit_open,
-    }
-
-
-def _missing_samples(r: Rollout, stats: WindowStats) -> dict[str, int]:
-    """Arms short of ``min_requests`` in this window -> how many they have."""
-    need = r.spec.min_requests
-    have: dict[str, int]
-    if r.state == SHADOW:
-        have = {"shadow_compared": stats.shadow.compared}
-    else:
-        have = {"challenger_requests": stats.challenger.requests}
-        if r.weight < 100:
-            have["champion_requests"] = stats.champion.requests
-    return {arm: n for arm, n in have.items() if n < need}
 
 
 def evaluate_checks(
@@ -270,24 +254,38 @@ def tick(r: Rollout, stats: WindowStats, now: float) -> tuple[Rollout, list[Even
     if r.state not in RUNNING_STATES:
         return r, [], NO_ACTION
     elapsed = now - r.phase_started_at
-    if elapsed < r.spec.interval_s:
-        return r, [], NO_ACTION
-    results = evaluate_checks(r.spec, _phase(r), stats, r.weight)
+    stats = ledger.with_prior(stats, r.evidence)
+    if elapsed >= r.spec.interval_s:
+        results = evaluate_checks(r.spec, _phase(r), stats, r.weight)
+    else:  # inside a window only a sequential check's decisive fail acts: it needs no more
+        results = ledger.sequential_results(r.spec, _phase(r), stats, r.spec.min_requests)
+        if not ledger.decisive_failures(results):
+            return r, [], NO_ACTION
     measured: dict[str, Any] = {
         "results": [x.to_dict() for x in results],
-        "samples": _samples(stats, elapsed),
+        "samples": ledger.window_samples(stats, elapsed),
     }
+    closed = dataclasses.replace(r, evidence=ledger.closed(r.evidence, results))
+    if decisive := ledger.decisive_failures(results):  # no second chance: it has its error rates
+        detail = {"failed": [x.name for x in decisive], "sequential": True, **measured}
+        r = dataclasses.replace(closed, last_results=measured["results"])
+        return _rollback(r, now, decisive[0].name, [("check_failed", detail)], decisive[0])
     failed = [x for x in results if x.passed is False]
     if failed:
-        return _on_failure(r, now, failed, measured)
-    missing = _missing_samples(r, stats)
+        return _on_failure(closed, now, failed, measured)
+    missing = ledger.missing_samples(stats, r.state == SHADOW, r.weight, r.spec.min_requests)
     if missing:
         if elapsed <= r.spec.progress_deadline_s:
             return r, [], NO_ACTION  # keep the window open until the data is in
         detail = {"missing": missing, "min_requests": r.spec.min_requests, **measured}
-        r = dataclasses.replace(r, last_results=measured["results"])
+        r = dataclasses.replace(closed, last_results=measured["results"])
         return _rollback(r, now, INSUFFICIENT_DATA, [("insufficient_data", detail)], None)
-    return _on_pass(r, now, measured)
+    waiting = ledger.undecided(results, r.weight)
+    if waiting:  # not decisive yet: count this window and open another on the same step
+        new = _evolve(closed, now, phase_started_at=now, last_results=measured["results"])
+        ev = _event(new, now, "undecided", r.state, undecided=waiting, **measured)
+        return new, [ev], NO_ACTION
+    return _on_pass(closed, now, measured)
 
 
 def _on_failure(

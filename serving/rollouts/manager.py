@@ -199,7 +199,9 @@ class RolloutManager:
             self.deployer.ensure(model, version)
         if r.state == "paused":
             return
-        stats = self.stats.window(r.id, sm.window_started_at(r))
+        stats = self.stats.window(
+            r.id, sm.window_started_at(r), max_per_key=r.spec.max_requests_per_key
+        )
         self._add_drift(r, stats)
         self._add_offline(r, stats)
         r2, events, action = sm.tick(r, stats, now)

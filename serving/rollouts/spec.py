@@ -12,8 +12,15 @@ Traffic steps, in order of precedence:
   ``step_weight=10, max_weight=50`` gives ``[10, 20, 30, 40, 50, 100]``.
 - neither: ``[10, 25, 50, 100]``.
 
-At weight 100 the champion gets no traffic, so checks relative to it (``latency_p99_ratio``)
-abstain there; they have judged every earlier step.
+At weight 100 the champion gets no traffic, so checks relative to it (``latency_p99_ratio``,
+``latency_quantile``) abstain there; they have judged every earlier step.
+
+Checks: each has a ``method``. ``sequential`` (the default of ``error_rate`` and
+``shadow_agreement``) adds every window's evidence up over the whole rollout, across steps,
+and decides once it is decisive, wrong at most ``alpha`` / ``beta`` of the time (0.02 each by
+default): a step advances only on a decisive pass, a decisive fail rolls back at once
+(``serving.rollouts.sequential``). ``window`` judges each window alone against the threshold,
+rolling back after ``threshold`` failed windows in all.
 
 Durations (``interval``, ``progress_deadline``) accept ``30s``, ``2m``, ``1h``, ``500ms``,
 ``1m30s`` or a number of seconds, and are stored in seconds (``interval_s``,
@@ -87,9 +94,11 @@ class _Spec(Strict):
 
 
 def default_checks() -> list[CheckSpec]:
+    """error_rate and shadow_agreement sequential (their default method), latency judged on
+    its quantiles per window (``latency_p99_ratio`` stays available)."""
     return [
         CheckSpec(name="error_rate", threshold=0.05),
-        CheckSpec(name="latency_p99_ratio", threshold=2.0),
+        CheckSpec(name="latency_quantile", threshold=2.0),
         CheckSpec(name="shadow_agreement", threshold=0.8),
     ]
 
@@ -121,6 +130,14 @@ class RolloutSpec(_Spec):
     shadow_share: float = Field(default=0.2, gt=0, le=1, description="Share of requests mirrored.")
     shadow_max_concurrency: int = Field(default=2, ge=1)
     shadow_steps: int = Field(default=1, ge=1, description="Passing shadow windows before canary.")
+    max_requests_per_key: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "Calls one routing key (X-Canary-Key, else the client address) counts per arm and "
+            "window: one client cannot outvote the others."
+        ),
+    )
     checks: list[CheckSpec] = Field(default_factory=default_checks)
 
     @field_validator("step_weights")

@@ -26,6 +26,13 @@ SPEC = {
     "interval": "10s",
     "min_requests": 3,
     "threshold": 1,
+    # Five calls per arm and window: the manager's tests judge each window alone (the
+    # sequential checks, the default, need more evidence: test_rollout_sequential_machine.py).
+    "checks": [
+        {"name": "error_rate", "threshold": 0.05, "method": "window"},
+        {"name": "latency_p99_ratio", "threshold": 2.0},
+        {"name": "shadow_agreement", "threshold": 0.8, "method": "window"},
+    ],
 }
 
 

@@ -59,18 +59,25 @@ def test_shadow_stats() -> None:
     assert shadow.agreement is None
     for a in (1.0, 0.5, None):
         shadow.record(a)
-    assert (shadow.compared, shadow.failures, shadow.agreement) == (2, 1, 0.75)
+    # A failed mirror is a comparison that agrees with nothing.
+    assert (shadow.compared, shadow.failures, shadow.agreement) == (3, 1, 0.5)
 
 
 def test_error_rate() -> None:
-    few = _eval("error_rate", WindowStats(challenger=_arm(19, errors=19)), 0.05)
+    few = _eval("error_rate", WindowStats(challenger=_arm(19, errors=19)), 0.05, method="window")
     assert few.passed is None and "19 of 20 requests" in few.detail
-    ok = _eval("error_rate", WindowStats(challenger=_arm(100, errors=5)), 0.05)
+    ok = _eval("error_rate", WindowStats(challenger=_arm(100, errors=5)), 0.05, method="window")
     assert (ok.passed, ok.value) == (True, 0.05)
-    bad = _eval("error_rate", WindowStats(challenger=_arm(100, errors=6)), 0.05)
+    bad = _eval("error_rate", WindowStats(challenger=_arm(100, errors=6)), 0.05, method="window")
     assert (bad.passed, bad.value, bad.threshold) == (False, 0.06, 0.05)
     # min_samples overrides the rollout's min_requests for this check only.
-    lenient = _eval("error_rate", WindowStats(challenger=_arm(5, errors=5)), 0.05, min_samples=5)
+    lenient = _eval(
+        "error_rate",
+        WindowStats(challenger=_arm(5, errors=5)),
+        0.05,
+        min_samples=5,
+        method="window",
+    )
     assert lenient.passed is False
 
 
@@ -92,12 +99,12 @@ def test_shadow_agreement() -> None:
     stats = WindowStats()
     for _ in range(19):
         stats.shadow.record(0.0)
-    assert _eval("shadow_agreement", stats, 0.8).passed is None
+    assert _eval("shadow_agreement", stats, 0.8, method="window").passed is None
     for _ in range(81):
         stats.shadow.record(1.0)
-    res = _eval("shadow_agreement", stats, 0.81)
+    res = _eval("shadow_agreement", stats, 0.81, method="window")
     assert (res.passed, res.value) == (True, 0.81)  # the bound is inclusive
-    assert _eval("shadow_agreement", stats, 0.82).passed is False
+    assert _eval("shadow_agreement", stats, 0.82, method="window").passed is False
     assert get_check("shadow_agreement").phases == frozenset({"shadow", "canary"})
 
 
@@ -164,7 +171,7 @@ def test_shadow_stats_count_every_failed_mirror() -> None:
     shadow = ShadowStats()
     for a in (None, None, 0.5, None):
         shadow.record(a)
-    assert (shadow.compared, shadow.failures, shadow.agreement) == (1, 3, 0.5)
+    assert (shadow.compared, shadow.failures, shadow.agreement) == (4, 3, 0.125)
 
 
 def test_latency_ratio_waits_for_enough_requests_on_both_arms() -> None:
@@ -211,11 +218,11 @@ def _shadow(agreements: list[float | None]) -> ShadowStats:
 def test_every_builtin_result_is_complete_and_says_what_it_measured() -> None:
     """The whole CheckResult, as the rollout's events and the registry tags show it."""
     few = WindowStats(challenger=_arm(19, errors=1))
-    assert _eval("error_rate", few, 0.05) == CheckResult(
+    assert _eval("error_rate", few, 0.05, method="window") == CheckResult(
         "error_rate", None, 1 / 19, 0.05, "19 of 20 requests"
     )
     bad = WindowStats(challenger=_arm(20, errors=2))
-    assert _eval("error_rate", bad, 0.05) == CheckResult(
+    assert _eval("error_rate", bad, 0.05, method="window") == CheckResult(
         "error_rate", False, 0.1, 0.05, "2 errors in 20 requests"
     )
     slow = WindowStats(champion=_arm(20, ms=10.0), challenger=_arm(20, ms=30.0))
@@ -223,14 +230,20 @@ def test_every_builtin_result_is_complete_and_says_what_it_measured() -> None:
         "latency_p99_ratio", True, 3.0, 3.0, "p99 challenger 30.0 ms / champion 10.0 ms"
     )
     assert _eval("latency_p99_ratio", slow, 2.9).passed is False
-    thin = WindowStats(shadow=_shadow([0.5] * 19 + [None]))
-    assert _eval("shadow_agreement", thin, 0.8) == CheckResult(
-        "shadow_agreement", None, 0.5, 0.8, "19 compared, 1 failed shadow calls; need 20"
+    thin = WindowStats(shadow=_shadow([1.0] * 18 + [None]))  # a failed mirror agrees with nothing
+    assert _eval("shadow_agreement", thin, 0.8, method="window") == CheckResult(
+        "shadow_agreement",
+        None,
+        pytest.approx(18 / 19),
+        0.8,
+        "19 compared, 1 failed shadow calls; need 20",
     )
-    agree = WindowStats(shadow=_shadow([0.8] * 20 + [None, None]))
-    assert _eval("shadow_agreement", agree, 0.8) == CheckResult(
-        "shadow_agreement", True, pytest.approx(0.8), 0.8, "20 compared, 2 failed shadow calls"
+    agree = WindowStats(shadow=_shadow([1.0] * 16 + [None] * 4))
+    assert _eval("shadow_agreement", agree, 0.8, method="window") == CheckResult(
+        "shadow_agreement", True, pytest.approx(0.8), 0.8, "20 compared, 4 failed shadow calls"
     )
+    broken = WindowStats(shadow=_shadow([1.0] * 15 + [None] * 5))
+    assert _eval("shadow_agreement", broken, 0.8, method="window").passed is False
     assert _eval("circuit_breaker", WindowStats(circuit_open=True), 0.0) == CheckResult(
         "circuit_breaker", False, 1.0, 0.0, "challenger circuit open"
     )

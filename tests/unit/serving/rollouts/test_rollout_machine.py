@@ -26,6 +26,14 @@ from serving.rollouts.machine import (
 from serving.rollouts.spec import CheckSpec, RolloutSpec, parse_rollout_spec
 
 T0 = 1_700_000_000.0  # wall-clock seconds: rollouts are persisted and read by other processes
+# The state machine's window mechanics (thresholds, failed-check tallies, steps) are pinned with
+# each window judged alone; the sequential checks have their own tests
+# (test_rollout_sequential_machine.py).
+WINDOW_CHECKS = [
+    {"name": "error_rate", "threshold": 0.05, "method": "window"},
+    {"name": "latency_p99_ratio", "threshold": 2.0},
+    {"name": "shadow_agreement", "threshold": 0.8, "method": "window"},
+]
 
 
 def _spec(**kw: object) -> RolloutSpec:
@@ -35,6 +43,7 @@ def _spec(**kw: object) -> RolloutSpec:
         "step_weights": [10, 50, 100],
         "interval": "1m",
         "progress_deadline": "5m",
+        "checks": WINDOW_CHECKS,
         **kw,
     }
     return parse_rollout_spec(raw)

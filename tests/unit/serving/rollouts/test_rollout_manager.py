@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from serving.canary.records import RolloutRecord
 from serving.errors import RolloutConflict
 from serving.rollouts.evidence import DriftEvidence
 from serving.rollouts.manager import RolloutManager
@@ -197,3 +198,29 @@ def test_a_running_rollout_brings_back_a_challenger_whose_replicas_went_away(set
     manager.tick()
     assert deployer.ready("detector", 2)
     assert manager.describe(rid)["state"] == "progressing"
+
+
+def _storm(manager: RolloutManager, rid: str, now: float) -> None:
+    """20 honest keys, one clean call each per arm; one attacker key, 10 failing calls."""
+
+    def call(arm: str, key: str, ok: bool) -> RolloutRecord:
+        return RolloutRecord(rid, "detector", now, "call", arm, ok, 10.0, key_hash=key)  # type: ignore[arg-type]
+
+    honest = [call(arm, f"user-{i}", True) for i in range(20) for arm in ("champion", "challenger")]
+    manager.report(honest + [call("challenger", "mallory", False) for _ in range(10)])
+
+
+@pytest.mark.parametrize(("per_key", "state"), [(1, "progressing"), (20, "rolled_back")])
+def test_one_key_counts_at_most_max_requests_per_key_per_window(  # type: ignore[no-untyped-def]
+    setup, per_key: int, state: str
+) -> None:
+    manager, _store, _deployer, clock = setup
+    rid = manager.start({**SPEC, "max_requests_per_key": per_key})["id"]
+    manager.tick()
+    clock.now += 11
+    _storm(manager, rid, clock.now - 1)
+    manager.tick()
+    r = manager.describe(rid)
+    # Capped at one, the attacker's 10 failures weigh 1 in 21 (under 0.05): the step passes.
+    assert r["state"] == state, r
+    assert (r["weight"] == 100.0) is (state == "progressing")

@@ -192,7 +192,7 @@ def test_the_drift_check_uses_the_rollouts_sample_floor_unless_it_has_its_own(se
 
     manager.drift = drift
     checks = [
-        {"name": "error_rate", "threshold": 0.05},
+        {"name": "error_rate", "threshold": 0.05, "method": "window"},
         {"name": "prediction_drift", "threshold": 0.5},
     ]
     rid = manager.start({**SPEC, "checks": checks})["id"]

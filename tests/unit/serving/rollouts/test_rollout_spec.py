@@ -20,11 +20,13 @@ def test_defaults() -> None:
     assert spec.interval_s == 60.0 and spec.progress_deadline_s == 600.0
     assert (spec.threshold, spec.min_requests) == (2, 20)
     assert (spec.shadow_share, spec.shadow_max_concurrency, spec.shadow_steps) == (0.2, 2, 1)
-    assert [(c.name, c.threshold) for c in spec.checks] == [
-        ("error_rate", 0.05),
-        ("latency_p99_ratio", 2.0),
-        ("shadow_agreement", 0.8),
+    assert spec.max_requests_per_key == 20
+    assert [(c.name, c.threshold, c.sequential) for c in spec.checks] == [
+        ("error_rate", 0.05, True),
+        ("latency_quantile", 2.0, False),
+        ("shadow_agreement", 0.8, True),
     ]
+    assert {(c.method, c.alpha, c.beta, c.ratio) for c in spec.checks} == {(None, 0.02, 0.02, 3.0)}
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ def test_each_kind_of_record_lands_in_its_arm() -> None:
     assert sorted(w.champion.latencies_ms) == [10.0, 30.0]
     assert (w.challenger.requests, w.challenger.errors) == (1, 0)
     assert w.challenger.latencies_ms == [20.0]
-    assert (w.shadow.compared, w.shadow.failures, w.shadow.agreement) == (2, 1, 0.75)
+    assert (w.shadow.compared, w.shadow.failures, w.shadow.agreement) == (3, 1, 0.5)
     assert w.circuit_open is False
     stats.add([_breaker()])
     assert stats.window("r1", T0).circuit_open is True

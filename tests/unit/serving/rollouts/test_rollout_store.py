@@ -11,14 +11,14 @@ from serving.rollouts.checks import ArmStats, WindowStats
 from serving.rollouts.machine import Event, Rollout, abort, activate, pause, start, tick
 from serving.rollouts.spec import parse_rollout_spec
 from serving.rollouts.store import RolloutStore
+from tests.unit.serving.rollouts.test_rollout_machine import WINDOW_CHECKS
 
 T0 = 1_700_000_000.0
 
 
 def _start(rollout_id: str, model: str = "detector", **kw: object) -> tuple[Rollout, list[Event]]:
-    spec = parse_rollout_spec(
-        {"model": model, "challenger_version": 3, "step_weights": [10, 50, 100], **kw}
-    )
+    raw = {"model": model, "challenger_version": 3, "step_weights": [10, 50, 100]}
+    spec = parse_rollout_spec({**raw, "checks": WINDOW_CHECKS, **kw})
     return start(spec, champion_version=2, rollout_id=rollout_id, now=T0)
 
 

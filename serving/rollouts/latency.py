@@ -1,0 +1,61 @@
+"""The latency checks: the challenger's latency against the champion's, on live traffic.
+
+Not in the shadow phase: mirrored calls run in the background under ``shadow_max_concurrency``,
+so their latency is not comparable with live traffic. Both abstain at weight 100, where the
+champion gets no traffic (``compares_with_champion``, see ``rollouts.machine``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from serving.rollouts import sequential as seq
+from serving.rollouts.window import CheckResult, WindowStats
+
+if TYPE_CHECKING:
+    from serving.rollouts.checks import CheckSpec
+
+
+class LatencyQuantileCheck:
+    """The challenger's latency distribution is at most ``threshold`` times the champion's.
+
+    Per window, for each quantile of ``sequential.QUANTILES`` the samples can test: a sign
+    test of the challenger's samples above ``threshold`` times an upper confidence bound on
+    the champion's quantile (``sequential.quantile_test``), at ``alpha`` split over them. Fails
+    when any quantile is rejected; value = the largest observed quantile ratio. Live traffic
+    only, like ``latency_p99_ratio`` (still available).
+    """
+
+    name = "latency_quantile"
+    phases = frozenset({"canary"})
+    compares_with_champion = True  # abstains at weight 100 (see rollouts.machine)
+
+    def validate(self, spec: CheckSpec) -> None:
+        if spec.threshold <= 0:
+            raise ValueError(f"{self.name} threshold must be > 0, got {spec.threshold!r}")
+
+    def evaluate(self, stats: WindowStats, spec: CheckSpec, min_requests: int) -> CheckResult:
+        need = spec.min_samples if spec.min_samples is not None else min_requests
+        champ, chall = stats.champion, stats.challenger
+        if champ.requests < need or chall.requests < need:
+            detail = f"champion {champ.requests}, challenger {chall.requests} of {need} requests"
+            return CheckResult(self.name, None, None, spec.threshold, detail)
+        level = spec.alpha / len(seq.QUANTILES)
+        found = (
+            seq.quantile_test(champ.latencies_ms, chall.latencies_ms, q, spec.threshold, level)
+            for q in seq.QUANTILES
+        )
+        tests = [t for t in found if t is not None]
+        if not tests:
+            detail = (
+                f"too few latencies to test ({len(champ.latencies_ms)}, {len(chall.latencies_ms)})"
+            )
+            return CheckResult(self.name, None, None, spec.threshold, detail)
+        detail = "; ".join(
+            f"p{t.q * 100:g}: {t.exceed}/{t.samples} over {spec.threshold:g} x "
+            f"{t.champion_bound_ms:.1f} ms (p={t.p_value:.2g})"
+            for t in tests
+        )
+        worst = max(t.observed_ratio for t in tests)
+        passed = not any(t.rejected for t in tests)
+        return CheckResult(self.name, passed, worst, spec.threshold, detail)
