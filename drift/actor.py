@@ -14,7 +14,8 @@ from typing import Any
 
 import ray
 
-from drift.monitor import MONITOR_NAME, DriftMonitor, post_webhook
+from drift.alerts import post_webhook
+from drift.monitor import MONITOR_NAME, DriftMonitor
 from model_registry.mlflow_store import MlflowModelStore
 from model_registry.settings import RegistryRef
 from serving import metrics

@@ -3,7 +3,8 @@
 Uses the Evidently >= 0.7 API (``evidently.Report`` + ``evidently.presets.DataDriftPreset``),
 whose snapshot holds one ``DriftedColumnsCount`` (count and share of drifted columns) and one
 ``ValueDrift`` per column (score, resolved method and threshold, and a pass/fail test). We read
-those back into plain dataclasses so nothing outside this module sees Evidently types.
+those back into plain dataclasses so nothing outside this module sees Evidently types. Which
+test each column gets, and which columns count as drifted, is decided by ``drift.stats``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,11 @@ from evidently import DataDefinition, Dataset, Report
 from evidently.core.metric_types import SingleValue
 from evidently.presets import DataDriftPreset
 
+from drift import stats
+from drift.stats import ALPHA
 from drift.verdict import DriftVerdict, FeatureDrift
 
 _VALUE_DRIFT_TYPE = "evidently:metric_v2:ValueDrift"
-_DRIFTED_COUNT_TYPE = "evidently:metric_v2:DriftedColumnsCount"
 
 # Evidently names methods by display name; these are statistical tests whose score is a p-value
 # (drift when score < threshold). Everything else (Wasserstein, Jensen-Shannon, PSI, KL,
@@ -86,6 +89,7 @@ def compute_drift(
     drift_share: float = 0.5,
     method: str | None = None,
     threshold: float | None = None,
+    alpha: float = ALPHA,
     html_path: str | Path | None = None,
     json_path: str | Path | None = None,
     workspace: WorkspaceTarget | None = None,
@@ -93,17 +97,20 @@ def compute_drift(
 ) -> DriftVerdict:
     """Compare ``current`` against ``reference`` column by column.
 
-    The window counts as drifted when the share of drifted columns reaches ``drift_share``
-    (Evidently's own dataset-drift rule); ``drifted_features`` lists drifted columns either way.
-    ``method``/``threshold`` override Evidently's per-column choice (by default K-S/chi-square/Z
-    p-values up to ~1000 reference rows, Wasserstein/Jensen-Shannon distances beyond).
+    By default (``method=None``) each column's test is chosen by sample size and the family of
+    columns is judged at a false-alarm rate of ``alpha`` per report (:mod:`drift.stats`: K-S
+    p-values with Holm's correction for small samples, normed Wasserstein distances against
+    thresholds calibrated on the reference for large ones); Evidently computes every score and
+    renders the report. The window drifts when any column is rejected; with ``groups`` (input
+    vs prediction columns) ``group_shares`` says which part of the row moved.
+
+    With ``method`` (and ``threshold``) Evidently's own per-column test decides each column and
+    the window drifts when the share of drifted columns (per group, if any) reaches
+    ``drift_share``: no correction for testing many columns, kept for explicit configs.
     With fewer than ``min_rows`` rows on either side Evidently is not run, no report is written,
     and the status is ``insufficient_data``. The HTML/JSON reports are written when paths are
-    given. With ``groups`` (e.g. input vs prediction columns) each group is judged on its own
-    share and the window drifts when any group does: four drifted input features out of seven
-    are drift even when the predictions held steady. The snapshot is added to ``workspace``
-    (an Evidently workspace project, browsable with ``evidently ui --workspace <dir>``) when
-    one is given.
+    given; the snapshot is added to ``workspace`` (an Evidently workspace project, browsable with
+    ``evidently ui --workspace <dir>``) when one is given.
     """
     if min_rows < 1:
         raise ValueError(f"min_rows has value {min_rows!r}. Expected at least 1.")
@@ -126,29 +133,32 @@ def compute_drift(
             reason=f"need {min_rows} rows on each side, have reference={n_ref} current={n_cur}",
         )
 
+    family = method is None
+    methods, thresholds = stats.plan(reference, current, cols, alpha) if family else ({}, {})
+    if family:
+        preset = DataDriftPreset(
+            columns=cols,
+            drift_share=drift_share,
+            per_column_method={c: stats.EVIDENTLY_METHODS[m] for c, m in methods.items()},
+            # Evidently's own pass/fail (shown in its HTML) at the Bonferroni level; the verdict
+            # is Holm's, which rejects at least as much.
+            per_column_threshold={c: thresholds.get(c, alpha / len(cols)) for c in cols},
+        )
+    else:
+        preset = DataDriftPreset(
+            columns=cols, drift_share=drift_share, method=method, threshold=threshold
+        )
     definition = _data_definition(reference, cols)
     ref_ds = Dataset.from_pandas(reference[cols].reset_index(drop=True), data_definition=definition)
     cur_ds = Dataset.from_pandas(current[cols].reset_index(drop=True), data_definition=definition)
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=cols, drift_share=drift_share, method=method, threshold=threshold
-            )
-        ],
-        include_tests=True,
-    )
-    snapshot = report.run(cur_ds, ref_ds)
+    snapshot = Report([preset], include_tests=True).run(cur_ds, ref_ds)
 
     features: list[FeatureDrift] = []
-    share: float | None = None
     for result in snapshot.metric_results.values():
-        as_dict = result.to_dict()
-        config = as_dict.get("config", {})
-        if config.get("type") == _DRIFTED_COUNT_TYPE:
-            share = float(as_dict["value"]["share"])
-        elif config.get("type") == _VALUE_DRIFT_TYPE and isinstance(result, SingleValue):
+        config = result.to_dict().get("config", {})
+        if config.get("type") == _VALUE_DRIFT_TYPE and isinstance(result, SingleValue):
             name = str(config["column"])
-            method_name = str(config.get("method"))
+            method_name = methods.get(name) or str(config.get("method"))
             score = float(result.value)
             features.append(
                 FeatureDrift(
@@ -162,8 +172,15 @@ def compute_drift(
             )
     order = {c: i for i, c in enumerate(cols)}
     features.sort(key=lambda f: order.get(f.name, len(order)))
-    if share is None:  # Evidently always emits it today; recompute rather than fail if not.
-        share = sum(f.drifted for f in features) / max(1, len(features))
+    if family:
+        judged = stats.judge(
+            [(f.name, f.method, f.score) for f in features], thresholds, alpha=alpha
+        )
+        features = [
+            replace(f, threshold=j.threshold, drifted=j.drifted)
+            for f, j in zip(features, judged.features, strict=True)
+        ]
+    share = sum(f.drifted for f in features) / max(1, len(features))
 
     if html_path is not None:
         snapshot.save_html(str(html_path))
@@ -176,7 +193,9 @@ def compute_drift(
         members = [f for f in features if f.name in set(gcols)]
         if members:
             group_shares[gname] = sum(f.drifted for f in members) / len(members)
-    if group_shares:
+    if family:
+        drifted = any(f.drifted for f in features)
+    elif group_shares:
         drifted = any(v >= drift_share and v > 0 for v in group_shares.values())
     else:
         drifted = share >= drift_share and any(f.drifted for f in features)
@@ -189,6 +208,7 @@ def compute_drift(
         features=tuple(features),
         workspace_run=run_id,
         group_shares=group_shares,
+        alpha=alpha if family else None,
     )
 
 

@@ -29,7 +29,9 @@ IMAGE_FEATURES = (
 # with; a report never compares rows from different versions (the numbers would not mean the
 # same thing). v2: light, focus and colour are measured on a copy whose longer side is at most
 # FEATURE_MAX_SIDE pixels (a 512x512 frame: ~4.5 ms -> ~0.6 ms of ingress CPU per request).
-FEATURES_VERSION = 2
+# v3: same features; references are built from augmented real photos (drift.photos) and judged
+# by the family rule of drift.stats, so references (and cached ones) from v2 are not reused.
+FEATURES_VERSION = 3
 FEATURE_MAX_SIDE = 256
 
 # A clip's image features are the mean over at most this many evenly spaced frames: a 10 s clip

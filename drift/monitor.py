@@ -11,16 +11,16 @@ Reports:
 - during a rollout (for the ``prediction_drift`` check): the challenger's shadow answers
   against the champion's answers to the same requests, and the challenger's and champion's
   windows against their own references.
-Champion drift raises an alert (log, metric, optional webhook) and never rolls anything back.
+Champion drift raises an alert (log, metric, optional webhook) and never rolls anything back;
+``drift.alerts`` says which drifting reports may raise one. A version without a reference for
+the current feature set gets reports with status ``no_reference``, never ``drift``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,10 +29,12 @@ from typing import Any
 
 import pandas as pd
 
+from drift.alerts import AlertGate, Window, champion_alert
 from drift.evidently_adapter import WorkspaceTarget, compute_drift
 from drift.features import FEATURES_VERSION
 from drift.reports import Report, ReportStore, new_report_id
 from drift.rows import PRED_PREFIX
+from drift.stats import feature_columns
 from drift.verdict import DriftVerdict
 from drift.windows import META_KEYS, TS_COLUMN, WindowStore
 from serving.config import DriftSpec
@@ -47,17 +49,6 @@ PAIR_SLACK_S = 300.0
 
 References = Callable[[str, int], "tuple[dict[str, Any], pd.DataFrame] | None"]
 Observer = Callable[[str, dict[str, Any]], None]
-
-
-def _feature_columns(
-    reference: pd.DataFrame, current: pd.DataFrame, prediction_only: bool
-) -> list[str]:
-    skip = {*META_KEYS, TS_COLUMN}
-    cols = [c for c in reference.columns if c in current.columns and c not in skip]
-    if prediction_only:
-        cols = [c for c in cols if c.startswith(PRED_PREFIX)]
-    # A column with no value on a side (no detection ever: NaN confidences) says nothing.
-    return [c for c in cols if reference[c].notna().any() and current[c].notna().any()]
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +103,9 @@ class DriftMonitor:
         self._rollout_cache: dict[
             tuple[str, int, int, float], tuple[float, tuple[int, int], DriftEvidence]
         ] = {}
-        self._alerted: dict[tuple[str, str], float] = {}
+        self._gate = AlertGate(spec.alert_cooldown_s)
+        # Newest row each version's last scheduled report judged: the next one starts after it.
+        self._scheduled_until: dict[tuple[str, str], float] = {}
         self._lock = threading.RLock()
         self.ingested = 0
 
@@ -163,17 +156,35 @@ class DriftMonitor:
     # --- reports ---------------------------------------------------------------------------
 
     def report(
-        self, model: str, version: int | str, *, trigger: str = "on_demand"
+        self,
+        model: str,
+        version: int | str,
+        *,
+        trigger: str = "on_demand",
+        since: float | None = None,
     ) -> dict[str, Any]:
-        """The newest ``window_rows`` live rows of a version against its frozen reference."""
-        record, ref = self.reference(model, int(version))
-        current = self.windows.frame(model, version, last=self.spec.window_rows)
+        """The newest ``window_rows`` live rows of a version (newer than ``since``, if given)
+        against its frozen reference; status ``no_reference`` when it has none to compare to."""
+        current = self.windows.frame(model, version, since=since, last=self.spec.window_rows)
+        try:
+            record, ref = self.reference(model, int(version))
+        except NoReference as e:
+            verdict = DriftVerdict("no_reference", 0, len(current), reason=e.message).to_dict()
+            rid = new_report_id(model, str(version), "reference")
+            now = self.clock()
+            report = Report(rid, model, str(version), "reference", "none", trigger, now, verdict)
+            if trigger == "on_demand":  # a scheduled one would repeat it at every tick
+                self.reports.save(report)
+            return report.to_dict()
         against = f"reference #{record.get('n', 1)} ({record.get('source')}, {len(ref)} rows)"
         out = self._compare(
             model, str(version), "reference", ref, current, against=against, trigger=trigger
         )
         if out["verdict"]["status"] == "drift":
-            self._maybe_alert(model, str(version), out)
+            ts = current[TS_COLUMN]
+            self._maybe_alert(
+                model, str(version), out, Window(ts.min().timestamp(), ts.max().timestamp())
+            )
         return out
 
     def _compare(
@@ -191,7 +202,12 @@ class DriftMonitor:
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         rid = new_report_id(model, version, kind)
-        cols = _feature_columns(reference, current, prediction_only)
+        cols = feature_columns(
+            reference,
+            current,
+            skip=(*META_KEYS, TS_COLUMN),
+            prefix=PRED_PREFIX if prediction_only else None,
+        )
         need = min_rows if min_rows is not None else self.spec.min_rows
         if not cols or len(reference) < need or len(current) < need:
             verdict = DriftVerdict(
@@ -243,19 +259,29 @@ class DriftMonitor:
             ]
 
     def run_scheduled(self) -> list[dict[str, Any]]:
+        """Reports for the versions that are due, each on rows newer than its previous
+        scheduled window (disjoint windows: see ``drift.alerts``)."""
         done = []
         for model, version in self.due():
-            if self.windows.count(model, version) < self.spec.min_rows:
+            since = self._scheduled_until.get((model, version))
+            # Rows stamped exactly at the last window's newest row were judged with it.
+            after = None if since is None else since + 1e-6
+            if self.windows.count(model, version, since=after) < self.spec.min_rows:
                 continue  # keep counting; a report needs min_rows first
             with self._lock:
                 self._new[(model, version)] = 0
                 self._last[(model, version)] = self.clock()
             try:
-                done.append(self.report(model, version, trigger="schedule"))
-            except NoReference as e:
-                log.info("no scheduled drift report: %s", e.message)
+                out = self.report(model, version, trigger="schedule", since=after)
             except Exception:
                 log.exception("scheduled drift report of %s v%s failed", model, version)
+                continue
+            if out["verdict"]["status"] == "no_reference":
+                log.info("no scheduled drift report: %s", out["verdict"]["reason"])
+                continue
+            newest = self.windows.frame(model, version, since=after, last=1)[TS_COLUMN]
+            self._scheduled_until[(model, version)] = newest.max().timestamp()
+            done.append(out)
         return done
 
     def prune(self) -> dict[str, int]:
@@ -335,7 +361,9 @@ class DriftMonitor:
 
     # --- alerts ------------------------------------------------------------------------------
 
-    def _maybe_alert(self, model: str, version: str, report: dict[str, Any]) -> None:
+    def _maybe_alert(
+        self, model: str, version: str, report: dict[str, Any], window: Window
+    ) -> None:
         try:
             champion = self._champions().get(model)
         except Exception as e:
@@ -344,22 +372,10 @@ class DriftMonitor:
         if champion is None or str(champion) != version:
             return  # challengers are judged by their rollout, not alerted on
         now = self.clock()
-        last = self._alerted.get((model, version))
-        if last is not None and now - last < self.spec.alert_cooldown_s:
-            return
-        self._alerted[(model, version)] = now
+        if not self._gate.admit((model, version), window, now):
+            return  # the same rows raised an alert already, or the cooldown runs
+        alert = champion_alert(report, now)
         verdict = report["verdict"]
-        alert = {
-            "kind": "champion_drift",
-            "model": model,
-            "version": version,
-            "report_id": report["id"],
-            "report_url": report["html_url"],
-            "drift_share": verdict["drift_share"],
-            "drifted_features": verdict["drifted_features"],
-            "created_at": now,
-            "note": "champion drift is reported, never rolled back automatically",
-        }
         self.reports.add_alert(alert)
         self._observe("alert", alert)
         log.warning(
@@ -400,22 +416,3 @@ class DriftMonitor:
                 }
             )
         return {"versions": versions, "alerts": self.reports.alerts(), "ingested": self.ingested}
-
-
-def post_webhook(url: str, payload: dict[str, Any], timeout_s: float = 5.0) -> None:
-    """Deliver an alert without blocking the caller; failures are logged, not raised."""
-
-    def send() -> None:
-        try:
-            req = urllib.request.Request(
-                url,
-                data=json.dumps(payload).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            )
-            with urllib.request.urlopen(req, timeout=timeout_s) as r:
-                r.read()
-        except Exception as e:
-            log.warning("drift alert webhook %s failed: %r", url, e)
-
-    threading.Thread(target=send, name="drift-webhook", daemon=True).start()

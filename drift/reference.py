@@ -1,8 +1,9 @@
 """Reference datasets: what a model version's rows look like on its evaluation inputs.
 
-At registration every version is run on a seeded evaluation set that the repo generates
-(photos shipped in scikit-image, jittered in light, framing, size and focus; rendered text
-lines; synthetic clips and person tracks) and the rows are frozen with the version in MLflow
+At registration every version is run on a seeded evaluation set (for images: real photos that
+ship in the scikit-image wheel, augmented in framing, size, mirror, light and focus, see
+``drift.photos``; rendered text lines; synthetic clips and person tracks) and the rows are
+frozen with the version in MLflow
 (see ``MlflowModelStore.log_reference``). Later reports compare live windows against that
 frozen frame, never against a moving window of recent rows (which would never flag drift).
 
@@ -21,10 +22,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from drift.photos import photo_draws
 from drift.rows import input_row, input_size, prediction_row
 
 TASK_OUTPUT_KIND = {"detection": "detections", "ocr": "text", "action": "actions"}
-DEFAULT_ROWS = {"detection": 120, "ocr": 60, "action": 120}
+# 200 photo rows: what the seeded trials (tests/unit/drift/test_drift_trials.py) and the
+# benchmark (load_tests/drift_rates.py) judge 40-row windows against; a YOLO version's
+# reference builds in about 25 s on 2 cores (cached by the model files' hash).
+DEFAULT_ROWS = {"detection": 200, "ocr": 60, "action": 120}
 _WORDS = (
     "RETURN ORDER SKU ITEM QTY BOX DAMAGED REFUND LABEL PARCEL RMA SHIP TO FROM DOCK BIN "
     "WAREHOUSE CHECK OK NO YES SEAL"
@@ -68,10 +73,9 @@ def _jitter(image: np.ndarray, rng: np.random.Generator, long_side: tuple[int, i
 
 
 def evaluation_images(n: int, seed: int = 0) -> list[np.ndarray]:
-    """``n`` RGB photos (people, objects, scenes) of 320-800 px, varied in light and framing."""
-    rng = np.random.default_rng(seed)
-    photos = _photos()
-    return [_jitter(photos[i % len(photos)], rng, (320, 800)) for i in range(n)]
+    """``n`` real RGB photos (people, objects, scenes) of 320-960 px, augmented like uploads
+    (:func:`drift.photos.photo_draws`)."""
+    return photo_draws(n, seed)
 
 
 def evaluation_text_images(n: int, seed: int = 0) -> list[np.ndarray]:

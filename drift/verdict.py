@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-DriftStatus = Literal["no_drift", "drift", "insufficient_data"]
+# ``no_reference``: the version has no frozen reference for the current feature set, so there
+# is nothing to compare against; never ``drift``.
+DriftStatus = Literal["no_drift", "drift", "insufficient_data", "no_reference"]
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -59,10 +61,18 @@ class DriftVerdict:
     workspace_run: str | None = None
     # Share of drifted features per column group ("input", "prediction") when judged by group.
     group_shares: dict[str, float] = field(default_factory=dict)
+    # The family's false-alarm rate the features were judged at (drift.stats); None when each
+    # feature was judged alone (an explicit Evidently method and the drift-share rule).
+    alpha: float | None = None
 
     @property
     def drifted_features(self) -> list[str]:
         return [f.name for f in self.features if f.drifted]
+
+    @property
+    def drifted_groups(self) -> list[str]:
+        """The column groups with at least one drifted feature: which part of the row moved."""
+        return [name for name, share in self.group_shares.items() if share > 0]
 
     def feature(self, name: str) -> FeatureDrift:
         for f in self.features:
@@ -84,4 +94,6 @@ class DriftVerdict:
             "reason": self.reason,
             "workspace_run": self.workspace_run,
             "group_shares": dict(self.group_shares),
+            "drifted_groups": self.drifted_groups,
+            "alpha": self.alpha,
         }

@@ -84,7 +84,7 @@ def drift_report(
     report = api("POST", url, "/v1/drift/reports", json=body)
     typer.echo("\n".join(_verdict_lines(report)))
     typer.echo(f"report {report['id']}: {url}{report['html_url']}")
-    if open_ and report.get("status") != "insufficient_data":
+    if open_ and report.get("status") not in ("insufficient_data", "no_reference"):
         html = _fetch_html(url, report["html_url"])
         path = Path(tempfile.gettempdir()) / f"{report['id']}.html"
         path.write_text(html, encoding="utf-8")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +134,13 @@ def test_on_demand_report_with_too_few_rows_is_kept_with_its_reason(setup: Any) 
     assert monitor.get_report(report["id"])["id"] == report["id"]
     with pytest.raises(UnknownReport):
         monitor.reports.html(report["id"])  # no Evidently run, no HTML
+    # No frozen reference: a verdict of its own, never "drift".
+    missing = monitor.report("detector", 9)
+    assert missing["status"] == "no_reference" and missing["drift_share"] == 0.0
+    assert "no frozen drift reference" in missing["verdict"]["reason"]
+    assert monitor.get_report(missing["id"])["status"] == "no_reference"
     with pytest.raises(NoReference):
-        monitor.report("detector", 9)
+        monitor.reference("detector", 9)
 
 
 def test_rollout_drift_pairs_shadow_answers_with_the_champion(setup: Any) -> None:
@@ -182,8 +188,13 @@ def test_a_reference_from_older_feature_definitions_gives_no_verdict(tmp_path: P
     monitor = DriftMonitor(
         DriftSpec(), tmp_path, references=lambda m, v: (old, _frame(50, 0)), champions=dict
     )
+    monitor.ingest(_rows(_frame(40, 1), 1, "live", time.time(), [f"a{i}" for i in range(40)]))
+    report = monitor.report("detector", 1)
+    assert report["status"] == "no_reference"
+    assert f"feature set v{FEATURES_VERSION - 1}" in report["verdict"]["reason"]
+    assert report["verdict"]["current_rows"] == 40 and report["verdict"]["features"] == []
     with pytest.raises(NoReference, match=f"feature set v{FEATURES_VERSION - 1}"):
-        monitor.report("detector", 1)
+        monitor.reference("detector", 1)
 
 
 def test_rows_and_reports_survive_a_restart_and_retention_prunes(tmp_path: Path) -> None:

@@ -39,7 +39,9 @@ def test_same_distribution_gives_no_drift(reference: pd.DataFrame) -> None:
     brightness = verdict.feature("brightness")
     assert brightness.method == "K-S p_value"
     assert brightness.p_value == brightness.score
-    assert brightness.threshold == pytest.approx(0.05)
+    # Holm: the feature is judged at the step level of its rank, alpha/4 ... alpha.
+    assert verdict.alpha == 0.01
+    assert any(brightness.threshold == pytest.approx(0.01 / k) for k in (1, 2, 3, 4))
 
 
 def test_darkened_frames_drift_on_brightness(reference: pd.DataFrame, tmp_path: Path) -> None:
@@ -61,7 +63,7 @@ def test_darkened_frames_drift_on_brightness(reference: pd.DataFrame, tmp_path: 
     json.dumps(verdict.to_dict())  # verdicts go to the API and the audit log as JSON
 
 
-def test_one_drifted_feature_is_listed_but_below_drift_share() -> None:
+def test_one_drifted_feature_is_drift_by_the_family_rule_not_by_the_share_rule() -> None:
     rng = np.random.default_rng(4)
     ref = pd.DataFrame({c: rng.normal(0, 1, 150) for c in "abcd"})
     cur = pd.DataFrame({c: rng.normal(0, 1, 150) for c in "abcd"})
@@ -69,8 +71,12 @@ def test_one_drifted_feature_is_listed_but_below_drift_share() -> None:
     verdict = compute_drift(ref, cur)
     assert verdict.drifted_features == ["a"]
     assert verdict.drift_share == pytest.approx(0.25)
-    assert verdict.status == "no_drift"
-    assert compute_drift(ref, cur, drift_share=0.25).status == "drift"
+    assert verdict.status == "drift" and verdict.alpha == 0.01
+    # An explicit Evidently method keeps the old rule: a share of drifted columns, uncorrected.
+    legacy = compute_drift(ref, cur, method="ks", threshold=0.05)
+    assert legacy.status == "no_drift" and legacy.alpha is None
+    assert legacy.feature("a").threshold == pytest.approx(0.05)
+    assert compute_drift(ref, cur, method="ks", drift_share=0.25).status == "drift"
 
 
 def test_large_reference_is_judged_by_a_distance_not_a_p_value() -> None:
@@ -148,17 +154,20 @@ def test_groups_judge_input_and_prediction_drift_separately() -> None:
         )
 
     reference, dark = frame(0), frame(60)
-    flat = compute_drift(reference, dark)  # 2 of 6 features: below the overall share
+    flat = compute_drift(reference, dark, method="ks")  # 2 of 6 features: below the share
     assert flat.status == "no_drift" and set(flat.drifted_features) == {"brightness", "contrast"}
+    assert compute_drift(reference, dark).status == "drift"  # the family rule: any feature
     groups = {
         "input": ["brightness", "contrast", "width"],
         "prediction": ["pred_count", "pred_mean_confidence", "pred_box_area_share"],
     }
-    grouped = compute_drift(reference, dark, groups=groups)
-    assert grouped.status == "drift"
-    assert grouped.group_shares["input"] == pytest.approx(2 / 3)
-    assert grouped.group_shares["prediction"] == 0.0
-    assert grouped.to_dict()["group_shares"] == grouped.group_shares
+    for method in (None, "ks"):
+        grouped = compute_drift(reference, dark, groups=groups, method=method)
+        assert grouped.status == "drift"
+        assert grouped.group_shares["input"] == pytest.approx(2 / 3)
+        assert grouped.group_shares["prediction"] == 0.0
+        assert grouped.to_dict()["group_shares"] == grouped.group_shares
+        assert grouped.drifted_groups == ["input"]
 
 
 def test_a_verdict_serialises_every_field_under_its_documented_name() -> None:
@@ -178,7 +187,8 @@ def test_a_verdict_serialises_every_field_under_its_documented_name() -> None:
         drift_share_threshold=0.5,
         features=(feature,),
         workspace_run="run-7",
-        group_shares={"input": 1.0},
+        group_shares={"input": 1.0, "prediction": 0.0},
+        alpha=0.01,
     )
     assert verdict.to_dict() == {
         "status": "drift",
@@ -199,7 +209,9 @@ def test_a_verdict_serialises_every_field_under_its_documented_name() -> None:
         "current_rows": 40,
         "reason": None,
         "workspace_run": "run-7",
-        "group_shares": {"input": 1.0},
+        "group_shares": {"input": 1.0, "prediction": 0.0},
+        "drifted_groups": ["input"],
+        "alpha": 0.01,
     }
     with pytest.raises(
         KeyError, match=r"Feature 'contrast' is not in this verdict; have \['brightness'\]"
