@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from deployments.runtime import RuntimeSpec
 from serving import metrics
+from serving.errors import CanaryError
 
 
 class ModelBinding(BaseModel):
@@ -40,6 +41,13 @@ class ModelBinding(BaseModel):
 
 def deployment_name(model: str, version: int) -> str:
     return f"{model}-v{version}"
+
+
+def raised(result: Any) -> Any:
+    """A batch result for one caller: the item's own refusal is raised, anything else returned."""
+    if isinstance(result, CanaryError):
+        raise result
+    return result
 
 
 class ModelServer:
@@ -68,16 +76,36 @@ class ModelServer:
         raise NotImplementedError
 
     async def _run_batch(self, items: list[Any]) -> list[Any]:
+        """One result per item; an item the model refused (a 4xx) gets its error as its result.
+
+        A batch holds many callers' items: one caller's bad input (a 1x1 image) must not fail
+        the others it was batched with. When the model refuses the batch, each item is run
+        alone and only the refused ones get the error (:func:`raised` turns it back into an
+        exception for their caller)."""
         t0 = time.perf_counter()
         # ORT releases the GIL; running it in a thread keeps the replica's loop (health checks,
         # the batch queue) responsive while a batch computes.
-        out = await asyncio.to_thread(self._model.predict, items)
+        try:
+            out = await asyncio.to_thread(self._model.predict, items)
+        except CanaryError as e:
+            if e.status_code >= 500 or len(items) == 1:
+                raise
+            out = [await self._alone(x) for x in items]
         elapsed = time.perf_counter() - t0
         self._batch_sizes.append(len(items))
         self._batches += 1
         self._items += len(items)
         metrics.observe_batch(self._binding.name, self._binding.version, len(items), elapsed)
         return out
+
+    async def _alone(self, item: Any) -> Any:
+        try:
+            (result,) = await asyncio.to_thread(self._model.predict, [item])
+        except CanaryError as e:
+            if e.status_code >= 500:
+                raise
+            return e
+        return result
 
     def info(self) -> dict[str, Any]:
         import ray

@@ -5,15 +5,18 @@ from __future__ import annotations
 import numpy as np
 from ray import serve
 
-from deployments.base import ModelServer
+from deployments.base import ModelServer, raised
 from deployments.types import Detection
 
 
 @serve.deployment(max_ongoing_requests=32)
 class Detector(ModelServer):
+    async def predict(self, image: np.ndarray) -> list[Detection]:
+        return raised(await self._batched(image))  # type: ignore[arg-type]
+
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def predict(self, images: list[np.ndarray]) -> list[list[Detection]]:
+    async def _batched(self, images: list[np.ndarray]) -> list[list[Detection]]:
         return await self._run_batch(images)
 
     def _batcher(self):  # type: ignore[no-untyped-def]
-        return self.predict
+        return self._batched

@@ -5,15 +5,18 @@ from __future__ import annotations
 import numpy as np
 from ray import serve
 
-from deployments.base import ModelServer
+from deployments.base import ModelServer, raised
 from deployments.types import TextLine
 
 
 @serve.deployment(max_ongoing_requests=16)
 class OCR(ModelServer):
+    async def predict(self, image: np.ndarray) -> list[TextLine]:
+        return raised(await self._batched(image))  # type: ignore[arg-type]
+
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
-    async def predict(self, images: list[np.ndarray]) -> list[list[TextLine]]:
+    async def _batched(self, images: list[np.ndarray]) -> list[list[TextLine]]:
         return await self._run_batch(images)
 
     def _batcher(self):  # type: ignore[no-untyped-def]
-        return self.predict
+        return self._batched

@@ -231,7 +231,10 @@ def agreement_cs(
     pass_at = threshold + mean_radius(n, beta)  # the lower bound is at or above it
     decision = before.decision
     if decision != FAIL and n >= floor:
-        decision = FAIL if mean < fail_at else PASS if mean >= pass_at else None
+        # Agreements lie in [0, 1], so the lower bound is never below 0: a threshold of 0 (an
+        # agreement that is recorded, not a gate) passes once the floor is met.
+        passed = mean >= pass_at or threshold <= 0
+        decision = FAIL if mean < fail_at else PASS if passed else None
     return before.model_copy(
         update={
             "compared": n,

@@ -120,7 +120,9 @@ def test_the_calibrated_action_version_is_promoted_by_its_rollout(
         "threshold": 1,
         "progress_deadline": "240s",
         "checks": [
-            {"name": "error_rate", "threshold": 0.05},
+            # Per window: the verdict here is offline_accuracy's, and a clip pipeline sends
+            # one action call per track, too few for the sequential test to settle in minutes.
+            {"name": "error_rate", "threshold": 0.05, "method": "window"},
             # Recorded, not a gate: v2 should disagree with v1 where v1 is wrong.
             {"name": "shadow_agreement", "threshold": 0.0},
             {"name": "offline_accuracy", "threshold": 0.0},

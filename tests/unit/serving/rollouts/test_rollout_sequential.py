@@ -216,6 +216,23 @@ def test_agreement_fails_below_the_lower_boundary_and_passes_above_the_upper_one
     assert _cs(None, 100, 90.0).statistic == pytest.approx(0.9)
 
 
+def test_an_agreement_threshold_of_zero_is_recorded_not_a_gate() -> None:
+    def judged(compared: int) -> Evidence:
+        return agreement_cs(
+            None,
+            "shadow_agreement",
+            compared=compared,
+            agreement_sum=0.0,  # every comparison disagreed
+            threshold=0.0,
+            alpha=0.02,
+            beta=0.02,
+            floor=20,
+        )
+
+    assert judged(19).decision is None  # the floor still holds
+    assert judged(20).decision == "pass"  # an agreement in [0, 1] is never below 0
+
+
 def test_agreement_never_decides_below_the_floor_and_adds_windows_up() -> None:
     assert _cs(None, 19, 0.0).decision is None  # 19 disagreements: below the floor
     assert _cs(None, 20, 0.0).decision == "fail"

@@ -145,9 +145,10 @@ def test_the_per_key_cap_keeps_the_first_calls_in_time_and_leaves_key_less_ones_
 def test_calls_at_the_same_instant_are_ordered_by_time_alone() -> None:
     stats = RolloutStats()
     same = [
-        RolloutRecord("r1", "detector", T0, "call", "challenger", True, None, key_hash=None),
+        # Alike up to the latency: (None, 5.0) must never be compared.
+        RolloutRecord("r1", "detector", T0, "call", "challenger", False, None, key_hash=None),
         RolloutRecord("r1", "detector", T0, "call", "challenger", False, 5.0, key_hash="k"),
     ]
     stats.add(same)
     w = stats.window("r1", T0, max_per_key=1)
-    assert (w.challenger.requests, w.challenger.errors, w.challenger.latencies_ms) == (2, 1, [5.0])
+    assert (w.challenger.requests, w.challenger.errors, w.challenger.latencies_ms) == (2, 2, [5.0])
