@@ -69,6 +69,13 @@ def test_a_storm_of_pinned_bad_requests_leaves_the_rollout_and_its_breaker_alone
             timeout=180,
             what="the challenger serving at 25 %",
         )
+        wait_for(  # and the ingress routing to it (within a reconcile interval)
+            lambda: (
+                client.get("/v1/models").json()["served"]["detector"]["challenger"] == challenger
+            ),
+            timeout=60,
+            what="the ingress to route to the challenger",
+        )
         # 1. Pinned: 40 bad requests for the challenger within seconds, honest traffic beside.
         started = time.time()
         with Traffic(base_url, threads=2) as traffic:
