@@ -156,7 +156,8 @@ def write_report(before: dict[str, tuple[float | None, int]] | None = None) -> l
 
     ``before`` is module -> (score, mutants judged) of an earlier run; a module whose earlier
     run was a sample has its sample size (0 for a full run), and the column says so."""
-    results, kept = read_results(), read_kept()
+    results, carried = carried_over(read_results())
+    kept = read_kept()
     table = scores(results, kept)
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
@@ -194,6 +195,14 @@ def write_report(before: dict[str, tuple[float | None, int]] | None = None) -> l
     lines += [
         "",
         f"All modules: {all_detected}/{all_judged} = {all_detected / max(all_judged, 1):.1%}.",
+    ]
+    if carried:
+        lines += [
+            "",
+            "Carried over from the previous report (unchanged since, and not run in this work "
+            "tree): " + ", ".join(f"`{m}`" for m in carried) + ".",
+        ]
+    lines += [
         "",
         "## Survivors",
         "",
@@ -235,6 +244,28 @@ def changed_modules(since: str) -> list[str]:
     if r.returncode != 0:  # the report's commit is not in this clone: treat all as changed
         return gate_modules()
     return [p for p in r.stdout.split() if p]
+
+
+def carried_over(
+    results: dict[str, dict[str, str]],
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """``results`` with the recorded results of every module that no mutant ran for here and
+    that has not changed since the recorded report: a fresh work tree has no ``mutants/``
+    cache, and an unchanged module's mutants are the same ones (CI's sample re-checks them).
+    Returns the results and the modules carried over."""
+    if not RESULTS.exists():
+        return results, []
+    recorded = json.loads(RESULTS.read_text())
+    changed = set(changed_modules(recorded["commit"]))
+    out, carried = dict(results), []
+    for module, by_name in results.items():
+        ran = any(status != "not checked" for status in by_name.values())
+        old = recorded["results"].get(module)
+        if module in changed or ran or not old:
+            continue
+        out[module] = old
+        carried.append(module)
+    return out, carried
 
 
 def mutant_module(name: str) -> str:

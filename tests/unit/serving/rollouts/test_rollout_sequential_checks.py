@@ -97,6 +97,7 @@ def test_sequential_agreement_abstains_without_comparisons_and_judges_with_them(
         shadow.record(0.95)
     shadow.record(None)
     res = _eval("shadow_agreement", WindowStats(shadow=shadow), 0.8)
+    assert res.name == "shadow_agreement"
     assert res.passed is True and res.evidence is not None
     # The failed mirror is a comparison that agreed with nothing.
     assert (res.value, res.threshold) == (pytest.approx(0.95 * 300 / 301), 0.8)

@@ -65,6 +65,12 @@ def test_an_undecided_window_is_counted_and_another_opens_on_the_same_step() -> 
     assert r1.evidence["error_rate"]["decision"] is None
     [ev] = events
     assert (ev.kind, ev.detail["undecided"]) == ("undecided", ["error_rate"])
+    assert (ev.ts, ev.from_state, ev.to_state, ev.weight) == (
+        T0 + 60,
+        "progressing",
+        "progressing",
+        10.0,
+    )
     # The event records the statistic, the per-arm counts and both boundaries.
     [res] = [x for x in ev.detail["results"] if x["name"] == "error_rate"]
     assert res["passed"] is None and res["evidence"]["challenger_requests"] == 30
@@ -100,6 +106,7 @@ def test_a_decisive_fail_rolls_back_inside_a_window_whatever_the_threshold() -> 
     assert action.failed_check is not None and action.failed_check.evidence is not None
     assert action.failed_check.evidence.decision == "fail"
     assert [e.kind for e in events] == ["check_failed", "rolled_back"]
+    assert {e.ts for e in events} == {T0 + 20} and r2.updated_at == T0 + 20
     assert events[0].detail["sequential"] is True and events[0].detail["failed"] == ["error_rate"]
     assert _counts(r2) == (270, 5, 30, 20, 1)
     assert r2.last_results == events[0].detail["results"] != []
