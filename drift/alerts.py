@@ -1,6 +1,6 @@
 """Champion drift alerts: which drifting reports raise one, and what an alert says.
 
-Each report is designed for a false-alarm rate of at most ``drift.stats.ALPHA`` (1 %) on
+Each report is designed for a false-alarm rate of at most ``drift.statistics.ALPHA`` (1 %) on
 unchanged traffic. What keeps *repeated* reports from inflating that:
 
 - scheduled reports judge disjoint windows: each takes only rows newer than the previous

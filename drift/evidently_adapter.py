@@ -4,7 +4,7 @@ Uses the Evidently >= 0.7 API (``evidently.Report`` + ``evidently.presets.DataDr
 whose snapshot holds one ``DriftedColumnsCount`` (count and share of drifted columns) and one
 ``ValueDrift`` per column (score, resolved method and threshold, and a pass/fail test). We read
 those back into plain dataclasses so nothing outside this module sees Evidently types. Which
-test each column gets, and which columns count as drifted, is decided by ``drift.stats``.
+test each column gets, and which columns count as drifted, is decided by ``drift.statistics``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from evidently import DataDefinition, Dataset, Report
 from evidently.core.metric_types import SingleValue
 from evidently.presets import DataDriftPreset
 
-from drift import stats
-from drift.stats import ALPHA
+from drift import statistics as stats
+from drift.statistics import ALPHA
 from drift.verdict import DriftVerdict, FeatureDrift
 
 _VALUE_DRIFT_TYPE = "evidently:metric_v2:ValueDrift"
@@ -98,7 +98,7 @@ def compute_drift(
     """Compare ``current`` against ``reference`` column by column.
 
     By default (``method=None``) each column's test is chosen by sample size and the family of
-    columns is judged at a false-alarm rate of ``alpha`` per report (:mod:`drift.stats`: K-S
+    columns is judged at a false-alarm rate of ``alpha`` per report (:mod:`drift.statistics`: K-S
     p-values with Holm's correction for small samples, normed Wasserstein distances against
     thresholds calibrated on the reference for large ones); Evidently computes every score and
     renders the report. The window drifts when any column is rejected; with ``groups`` (input

@@ -29,8 +29,9 @@ IMAGE_FEATURES = (
 # with; a report never compares rows from different versions (the numbers would not mean the
 # same thing). v2: light, focus and colour are measured on a copy whose longer side is at most
 # FEATURE_MAX_SIDE pixels (a 512x512 frame: ~4.5 ms -> ~0.6 ms of ingress CPU per request).
-# v3: same features; references are built from augmented real photos (drift.photos) and judged
-# by the family rule of drift.stats, so references (and cached ones) from v2 are not reused.
+# v3: same features; references are built from augmented real photos
+# (drift.reference.photos) and judged by the family rule of drift.statistics, so references (and
+# cached ones) from v2 are not reused.
 FEATURES_VERSION = 3
 FEATURE_MAX_SIDE = 256
 

@@ -34,7 +34,7 @@ from drift.evidently_adapter import WorkspaceTarget, compute_drift
 from drift.features import FEATURES_VERSION
 from drift.reports import Report, ReportStore, new_report_id
 from drift.rows import PRED_PREFIX
-from drift.stats import feature_columns
+from drift.statistics import feature_columns
 from drift.verdict import DriftVerdict
 from drift.windows import META_KEYS, TS_COLUMN, WindowStore
 from serving.config import DriftSpec

@@ -1,8 +1,8 @@
 """Drift verdicts' error rates on real photos: false alarms, and detections per shift.
 
 Builds a reference pool (the bootstrap reference's photo draws, seed 0) and disjoint trial pools
-(seeds 1 and 2) with :mod:`drift.trials`, then runs seeded trials (seeds 0..N-1) of the family
-rule of :mod:`drift.stats` at 1 % per report:
+(seeds 1 and 2) with :mod:`drift.statistics.trials`, then runs seeded trials (seeds 0..N-1)
+of the family rule of :mod:`drift.statistics` at 1 % per report:
 
     .venv/bin/python -m load_tests.drift_rates [--trials 200] [--current-rows 40]
         [--reference-rows 200] [--detector DIR]
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drift.trials import SHIFTS, Shift, darken, pools, rate
+from drift.statistics.trials import SHIFTS, Shift, darken, pools, rate
 
 BRIGHTNESS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 

@@ -7,13 +7,22 @@ champion gets no traffic (``compares_with_champion``, see ``rollouts.machine``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from serving.rollouts import sequential as seq
 from serving.rollouts.window import CheckResult, WindowStats
 
-if TYPE_CHECKING:
-    from serving.rollouts.checks import CheckSpec
+
+class CheckSpec(Protocol):
+    """What this check reads of ``checks.CheckSpec`` (the registry module imports this one,
+    so the spec is described here rather than imported back)."""
+
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def min_samples(self) -> int | None: ...
 
 
 class LatencyQuantileCheck:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drift import stats
+from drift import statistics as stats
 from drift.evidently_adapter import compute_drift
 
 
@@ -84,7 +84,8 @@ def test_feature_columns_skip_meta_and_empty_columns() -> None:
 
 @pytest.mark.parametrize("rows", [200, 1200])
 def test_evidently_scores_are_the_scores_the_trials_judge(rows: int) -> None:
-    """The seeded trials use drift.stats alone; a report scores the same numbers in Evidently."""
+    """The seeded trials use drift.statistics alone; a report scores the same numbers in
+    Evidently."""
     rng = np.random.default_rng(2)
     reference = pd.DataFrame({"a": rng.normal(0, 1, rows), "b": rng.exponential(1, rows)})
     current = pd.DataFrame({"a": rng.normal(0.2, 1, rows), "b": rng.exponential(1.1, rows)})

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from drift.photos import photo_draws
 from drift.reference import evaluation_images
-from drift.stats import decide
-from drift.trials import EXPECTED_GROUP, SHIFTS, groups_of, pools, rate
+from drift.reference.photos import photo_draws
+from drift.statistics import decide
+from drift.statistics.trials import EXPECTED_GROUP, SHIFTS, groups_of, pools, rate
 
 TRIALS = 40
 REFERENCE_ROWS, CURRENT_ROWS = 200, 40

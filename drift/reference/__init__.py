@@ -2,7 +2,7 @@
 
 At registration every version is run on a seeded evaluation set (for images: real photos that
 ship in the scikit-image wheel, augmented in framing, size, mirror, light and focus, see
-``drift.photos``; rendered text lines; synthetic clips and person tracks) and the rows are
+``drift.reference.photos``; rendered text lines; synthetic clips and person tracks) and the rows are
 frozen with the version in MLflow
 (see ``MlflowModelStore.log_reference``). Later reports compare live windows against that
 frozen frame, never against a moving window of recent rows (which would never flag drift).
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from drift.photos import photo_draws
+from drift.reference.photos import photo_draws
 from drift.rows import input_row, input_size, prediction_row
 
 TASK_OUTPUT_KIND = {"detection": "detections", "ocr": "text", "action": "actions"}
@@ -74,7 +74,7 @@ def _jitter(image: np.ndarray, rng: np.random.Generator, long_side: tuple[int, i
 
 def evaluation_images(n: int, seed: int = 0) -> list[np.ndarray]:
     """``n`` real RGB photos (people, objects, scenes) of 320-960 px, augmented like uploads
-    (:func:`drift.photos.photo_draws`)."""
+    (:func:`drift.reference.photos.photo_draws`)."""
     return photo_draws(n, seed)
 
 

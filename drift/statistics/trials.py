@@ -1,14 +1,14 @@
 """Seeded drift trials: how often a report cries wolf, and how often it sees a real change.
 
-Two pools of rows are drawn from the real-photo distribution of :mod:`drift.photos`: the
+Two pools of rows are drawn from the real-photo distribution of :mod:`drift.reference.photos`: the
 *reference pool* (seed 0, the draws a bootstrap reference is made of) and the *trial pool*
 (another seed: disjoint draws of the same distribution). Each trial pool image is also
 transformed by every shift of :data:`SHIFTS` and its rows kept per shift, so a trial is only
-row sampling and the statistics of :mod:`drift.stats` (thousands of trials take seconds).
+row sampling and the statistics of :mod:`drift.statistics` (thousands of trials take seconds).
 
 Trial ``t`` (seeds ``0..N-1``, none chosen by hand) samples ``reference_rows`` rows of the
 reference pool and ``current_rows`` rows of a trial pool, and judges them with
-:func:`drift.stats.decide`. Distance thresholds, where the sizes call for them, are calibrated
+:func:`drift.statistics.decide`. Distance thresholds, where the sizes call for them, are calibrated
 on the reference sample only, which is disjoint from the current one.
 
 Rows hold input features, and prediction features when a ``predict`` function (a detector's
@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from drift.photos import augment, photo
+from drift.reference.photos import augment, photo
 from drift.rows import PRED_PREFIX, input_row, input_size, prediction_row
-from drift.stats import ALPHA, Judgement, decide, feature_columns
+from drift.statistics import ALPHA, Judgement, decide, feature_columns
 
 Shift = Callable[[np.ndarray], np.ndarray]
 
