@@ -14,21 +14,42 @@ controller from ``DriftMonitor.rollout_drift``), on prediction features only:
 ``min_samples`` (default: the rollout's ``min_requests``) is the rows needed on each side.
 A failed result carries the id of the report that showed the drift.
 
+``sequential`` (default): each analysis window with a verdict counts once, at its close (the
+report of its rows, disjoint from every other window's), as "failed" or not, and a Wald SPRT
+over those windows decides (``sequential.windows_sprt``): H0, a window fails with the reports'
+false-alarm rate (:data:`WINDOW_FALSE_ALARM`: two comparisons, each at the drift statistics'
+family rate of 1%); H1, a challenger whose answers changed fails :data:`DRIFTED_WINDOW_RATE`
+of its windows. At alpha = beta = 0.02 two clean windows pass and two failed windows fail
+(one failed window then one clean one leaves it undecided: the rollout holds its step).
+``window``: this window's report alone decides, as before.
+
 Importing this module registers nothing: app assembly hands ``PredictionDriftCheck()`` to the
 rollout controller, which registers it (``serving.rollouts.checks.register_check``).
 """
 
 from __future__ import annotations
 
-from serving.rollouts.checks import PHASES, CheckResult, CheckSpec, WindowStats
+from serving.rollouts.checks import (
+    PHASES,
+    SEQUENTIAL,
+    WINDOW,
+    CheckResult,
+    CheckSpec,
+    WindowStats,
+)
 from serving.rollouts.evidence import PREDICTION_DRIFT, DriftComparison, DriftEvidence
+from serving.rollouts.sequential import windows_sprt
 
 NAME = PREDICTION_DRIFT
+WINDOW_FALSE_ALARM = 0.02
+DRIFTED_WINDOW_RATE = 0.9
 
 
 class PredictionDriftCheck:
     name = NAME
     phases = PHASES
+    methods = frozenset({SEQUENTIAL, WINDOW})
+    default_method = SEQUENTIAL
 
     def validate(self, spec: CheckSpec) -> None:
         if not 0.0 < spec.threshold <= 1.0:
@@ -38,6 +59,40 @@ class PredictionDriftCheck:
             )
 
     def evaluate(self, stats: WindowStats, spec: CheckSpec, min_requests: int) -> CheckResult:
+        window = self._window(stats, spec)
+        if not spec.sequential:
+            return window
+        prior = stats.prior.get(self.name)
+        counts = stats.closing and window.passed is not None
+        if prior is None and not counts:  # nothing counted yet: no evidence to act on
+            return CheckResult(self.name, None, None, spec.threshold, window.detail)
+        ev = windows_sprt(
+            prior,
+            self.name,
+            judged=int(counts),
+            failed=int(counts and window.passed is False),
+            p0=WINDOW_FALSE_ALARM,
+            p1=DRIFTED_WINDOW_RATE,
+            alpha=spec.alpha,
+            beta=spec.beta,
+        )
+        detail = (
+            f"{ev.challenger_errors} of {ev.challenger_requests} windows drifted; log LR "
+            f"{ev.statistic:.3f} (fail >= {ev.fail_boundary:.3f}, pass <= "
+            f"{ev.pass_boundary:.3f}); this window: {window.detail}"
+        )
+        return CheckResult(
+            self.name,
+            {"pass": True, "fail": False}.get(ev.decision or ""),
+            ev.statistic,
+            ev.fail_boundary,
+            detail,
+            report_id=window.report_id,
+            evidence=ev,
+        )
+
+    def _window(self, stats: WindowStats, spec: CheckSpec) -> CheckResult:
+        """This window's report alone: pass below ``threshold``, fail at or above it."""
         data = stats.extra.get(self.name)
         if not isinstance(data, DriftEvidence):
             return CheckResult(self.name, None, None, spec.threshold, "no drift data yet")

@@ -38,7 +38,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from serving.errors import InvalidRolloutSpec
 from serving.rollouts import sequential as seq
-from serving.rollouts.latency import LatencyQuantileCheck
+from serving.rollouts.latency import LatencyP99RatioCheck, LatencyQuantileCheck
 from serving.rollouts.sequential import Evidence
 from serving.rollouts.window import (
     RESERVOIR_SIZE,
@@ -153,47 +153,6 @@ class ErrorRateCheck:
             rate,
             spec.threshold,
             f"{arm.errors} errors in {arm.requests} requests",
-        )
-
-
-class LatencyP99RatioCheck:
-    """Challenger p99 / champion p99 <= threshold, on live traffic only.
-
-    Not in the shadow phase: mirrored calls run in the background under
-    ``shadow_max_concurrency``, so their latency is not comparable with live traffic.
-    """
-
-    name = "latency_p99_ratio"
-    phases = frozenset({"canary"})
-    compares_with_champion = True  # abstains at weight 100 (see rollouts.machine)
-
-    def validate(self, spec: CheckSpec) -> None:
-        if spec.threshold <= 0:
-            raise ValueError(f"{self.name} threshold must be > 0, got {spec.threshold!r}")
-
-    def evaluate(self, stats: WindowStats, spec: CheckSpec, min_requests: int) -> CheckResult:
-        need = _floor(spec, min_requests)
-        champ, chall = stats.champion, stats.challenger
-        if champ.requests < need or chall.requests < need:
-            return CheckResult(
-                self.name,
-                None,
-                None,
-                spec.threshold,
-                f"champion {champ.requests}, challenger {chall.requests} of {need} requests",
-            )
-        base, new = champ.p99_ms, chall.p99_ms
-        if base is None or new is None or base <= 0:
-            return CheckResult(
-                self.name, None, None, spec.threshold, f"no usable p99 ({base!r}, {new!r} ms)"
-            )
-        ratio = new / base
-        return CheckResult(
-            self.name,
-            ratio <= spec.threshold,
-            ratio,
-            spec.threshold,
-            f"p99 challenger {new:.1f} ms / champion {base:.1f} ms",
         )
 
 

@@ -25,7 +25,54 @@ class CheckSpec(Protocol):
     def min_samples(self) -> int | None: ...
 
 
-class LatencyQuantileCheck:
+class _LatencyCheck:
+    """What both latency checks share: live traffic only, a positive ratio as threshold, and
+    no verdict before each arm has its samples."""
+
+    name = ""
+    phases = frozenset({"canary"})
+    compares_with_champion = True  # abstains at weight 100 (see rollouts.machine)
+
+    def validate(self, spec: CheckSpec) -> None:
+        if spec.threshold <= 0:
+            raise ValueError(f"{self.name} threshold must be > 0, got {spec.threshold!r}")
+
+    def _short(self, stats: WindowStats, spec: CheckSpec, min_requests: int) -> CheckResult | None:
+        """No verdict (and why) while an arm has fewer than its floor of requests."""
+        need = spec.min_samples if spec.min_samples is not None else min_requests
+        champ, chall = stats.champion, stats.challenger
+        if champ.requests < need or chall.requests < need:
+            detail = f"champion {champ.requests}, challenger {chall.requests} of {need} requests"
+            return CheckResult(self.name, None, None, spec.threshold, detail)
+        return None
+
+
+class LatencyP99RatioCheck(_LatencyCheck):
+    """Challenger p99 / champion p99 <= threshold: one sample ratio per window (kept for
+    explicit specs; ``latency_quantile`` judges the distribution)."""
+
+    name = "latency_p99_ratio"
+
+    def evaluate(self, stats: WindowStats, spec: CheckSpec, min_requests: int) -> CheckResult:
+        short = self._short(stats, spec, min_requests)
+        if short is not None:
+            return short
+        base, new = stats.champion.p99_ms, stats.challenger.p99_ms
+        if base is None or new is None or base <= 0:
+            return CheckResult(
+                self.name, None, None, spec.threshold, f"no usable p99 ({base!r}, {new!r} ms)"
+            )
+        ratio = new / base
+        return CheckResult(
+            self.name,
+            ratio <= spec.threshold,
+            ratio,
+            spec.threshold,
+            f"p99 challenger {new:.1f} ms / champion {base:.1f} ms",
+        )
+
+
+class LatencyQuantileCheck(_LatencyCheck):
     """The challenger's latency distribution is at most ``threshold`` times the champion's.
 
     Per window, for each quantile of ``sequential.QUANTILES`` the samples can test: a sign
@@ -36,19 +83,12 @@ class LatencyQuantileCheck:
     """
 
     name = "latency_quantile"
-    phases = frozenset({"canary"})
-    compares_with_champion = True  # abstains at weight 100 (see rollouts.machine)
-
-    def validate(self, spec: CheckSpec) -> None:
-        if spec.threshold <= 0:
-            raise ValueError(f"{self.name} threshold must be > 0, got {spec.threshold!r}")
 
     def evaluate(self, stats: WindowStats, spec: CheckSpec, min_requests: int) -> CheckResult:
-        need = spec.min_samples if spec.min_samples is not None else min_requests
+        short = self._short(stats, spec, min_requests)
+        if short is not None:
+            return short
         champ, chall = stats.champion, stats.challenger
-        if champ.requests < need or chall.requests < need:
-            detail = f"champion {champ.requests}, challenger {chall.requests} of {need} requests"
-            return CheckResult(self.name, None, None, spec.threshold, detail)
         level = spec.alpha / len(seq.QUANTILES)
         found = (
             seq.quantile_test(champ.latencies_ms, chall.latencies_ms, q, spec.threshold, level)

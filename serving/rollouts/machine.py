@@ -256,6 +256,7 @@ def tick(r: Rollout, stats: WindowStats, now: float) -> tuple[Rollout, list[Even
     elapsed = now - r.phase_started_at
     stats = ledger.with_prior(stats, r.evidence)
     if elapsed >= r.spec.interval_s:
+        stats = dataclasses.replace(stats, closing=True)
         results = evaluate_checks(r.spec, _phase(r), stats, r.weight)
     else:  # inside a window only a sequential check's decisive fail acts: it needs no more
         results = ledger.sequential_results(r.spec, _phase(r), stats, r.spec.min_requests)

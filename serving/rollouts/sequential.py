@@ -25,6 +25,9 @@ step) and decide as soon as it is decisive, with error rates fixed in advance (t
   upper bound (level ``alpha``) is below the threshold and passes when the lower bound (level
   ``beta``) is at or above it (a pass lasts while it is). It needs only the count and the sum,
   which is what a window has. Hoeffding-style, so conservative when agreements vary little.
+- **prediction_drift** (``drift.check``): a Wald SPRT over analysis windows, each counted
+  once at its close as drifted or not (:func:`windows_sprt`), H0 a window drifts at the drift
+  reports' false-alarm rate, H1 at the rate of a challenger whose answers changed.
 - **latency_quantile** (per window, not sequential): is the challenger's q-th latency quantile
   more than ``threshold`` times the champion's, for q in :data:`QUANTILES`? A distribution-free
   upper confidence bound on the champion's quantile (an order statistic), then a one-sided
@@ -180,16 +183,36 @@ def error_rate_sprt(
     if n0 > 0 and n1 > 0:
         to_fail = error_llr(n1, e1, *error_hypotheses(n0, e0, ratio, threshold, FAIL, n1))
         to_pass = error_llr(n1, e1, *error_hypotheses(n0, e0, ratio, threshold, PASS, n1))
+    counts = {
+        "champion_requests": n0,
+        "champion_errors": e0,
+        "challenger_requests": n1,
+        "challenger_errors": e1,
+    }
+    ready = min(n0, n1) >= floor
+    return _wald_step(before, counts, to_fail, to_pass, alpha, beta, ready=ready, floor=floor)
+
+
+def _wald_step(
+    before: Evidence,
+    counts: dict[str, int],
+    to_fail: float,
+    to_pass: float,
+    alpha: float,
+    beta: float,
+    *,
+    ready: bool,
+    floor: int,
+) -> Evidence:
+    """``before`` with the new ``counts`` and log likelihood ratios, and the decision Wald's
+    boundaries give once ``ready`` (a fail is final; a pass lasts while it holds)."""
     lower, upper = wald_bounds(alpha, beta)
     decision = before.decision
-    if decision != FAIL and min(n0, n1) >= floor:
+    if decision != FAIL and ready:
         decision = FAIL if to_fail >= upper else PASS if to_pass <= lower else None
     return before.model_copy(
         update={
-            "champion_requests": n0,
-            "champion_errors": e0,
-            "challenger_requests": n1,
-            "challenger_errors": e1,
+            **counts,
             "statistic": to_fail,
             "pass_statistic": to_pass,
             "pass_boundary": lower,
@@ -198,6 +221,29 @@ def error_rate_sprt(
             "floor": floor,
         }
     )
+
+
+def windows_sprt(
+    prior: Evidence | None,
+    check: str,
+    *,
+    judged: int,
+    failed: int,
+    p0: float,
+    p1: float,
+    alpha: float,
+    beta: float,
+) -> Evidence:
+    """``prior`` plus ``judged`` windows of which ``failed`` showed the failure: a Wald SPRT
+    on the share of failing windows, H0 ``p0`` (a window's false-alarm rate) vs H1 ``p1``.
+    Counts are windows (``challenger_requests``/``challenger_errors`` of the evidence); a pass
+    lasts while the statistic stays at or below its boundary; a fail is final."""
+    before = prior if prior is not None else Evidence(check=check, test="sprt")
+    n = before.challenger_requests + judged
+    e = before.challenger_errors + failed
+    llr = error_llr(n, e, p0, p1) if n else 0.0
+    counts = {"challenger_requests": n, "challenger_errors": e}
+    return _wald_step(before, counts, llr, llr, alpha, beta, ready=n >= 1, floor=1)
 
 
 def mean_radius(n: int, level: float) -> float:

@@ -101,6 +101,9 @@ class WindowStats:
     # What each sequential check counted in the rollout's earlier windows (by check name);
     # the state machine fills it from the rollout, the caller never does.
     prior: dict[str, Evidence] = field(default_factory=dict)
+    # Whether this look closes the window (the state machine sets it): a check that counts one
+    # outcome per window (prediction_drift) counts it once, at the close, not at every look.
+    closing: bool = False
 
 
 @dataclass(frozen=True)

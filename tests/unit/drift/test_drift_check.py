@@ -31,11 +31,64 @@ def _entry(status: str, share: float, rid: str = "rep-1") -> dict[str, Any]:
 
 
 def _evaluate(data: dict[str, Any] | None) -> Any:
+    """One window's report alone (``method: window``)."""
     stats = WindowStats()
     if data is not None:
         stats.extra["prediction_drift"] = DriftEvidence.model_validate(data)
-    spec = CheckSpec(name="prediction_drift", threshold=0.5)  # needs the check registered
+    # needs the check registered
+    spec = CheckSpec(name="prediction_drift", threshold=0.5, method="window")
     return PredictionDriftCheck().evaluate(stats, spec, 20)
+
+
+def _windows(outcomes: list[str | None], *, close: bool = True) -> list[CheckResult]:
+    """Sequential results, one per window: ``drift``, ``no_drift`` or None (no verdict)."""
+    spec = CheckSpec(name="prediction_drift", threshold=0.5)
+    assert spec.sequential  # the default
+    prior: dict[str, Any] = {}
+    out = []
+    for outcome in outcomes:
+        stats = WindowStats(prior=dict(prior), closing=close)
+        if outcome is not None:
+            share = 0.75 if outcome == "drift" else 0.0
+            data = {"pairs": 40, "vs_champion": _entry(outcome, share, f"rep-{len(out)}")}
+            stats.extra["prediction_drift"] = DriftEvidence.model_validate(data)
+        res = PredictionDriftCheck().evaluate(stats, spec, 20)
+        out.append(res)
+        if res.evidence is not None:
+            prior["prediction_drift"] = res.evidence
+    return out
+
+
+def test_sequentially_two_drifted_windows_fail_and_two_clean_ones_pass() -> None:
+    first, second = _windows(["drift", "drift"])
+    assert first.passed is None and first.evidence is not None
+    assert first.evidence.challenger_errors == 1 and first.report_id == "rep-0"
+    assert second.passed is False and second.report_id == "rep-1"
+    assert second.value == second.evidence.statistic >= second.threshold  # type: ignore[union-attr]
+    assert "2 of 2 windows drifted" in second.detail
+    clean = _windows(["no_drift", "no_drift"])
+    assert [r.passed for r in clean] == [None, True]
+    ev = clean[-1].evidence
+    assert ev is not None and ev.statistic <= ev.pass_boundary and ev.test == "sprt"
+
+
+def test_sequentially_a_drifted_window_after_a_pass_holds_the_rollout() -> None:
+    results = _windows(["no_drift", "no_drift", "drift", "drift", "drift"])
+    # The clean windows' evidence is spent first: the third drifted window fails it.
+    assert [r.passed for r in results] == [None, True, None, None, False]
+
+
+def test_sequentially_windows_without_a_verdict_count_for_nothing() -> None:
+    results = _windows(["no_drift", None, "insufficient_data", "no_drift"])
+    assert [r.passed for r in results] == [None, None, None, True]
+    assert results[-1].evidence.challenger_requests == 2  # type: ignore[union-attr]
+
+
+def test_sequentially_a_window_counts_once_at_its_close_not_at_every_look() -> None:
+    looks = _windows(["drift"] * 5, close=False)
+    assert all(r.passed is None and r.evidence is None for r in looks)
+    (closed,) = _windows(["drift"])
+    assert closed.evidence is not None and closed.evidence.challenger_requests == 1
 
 
 def test_no_data_is_no_verdict() -> None:

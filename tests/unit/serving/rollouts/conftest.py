@@ -11,8 +11,15 @@ from drift.check import PredictionDriftCheck
 from model_registry.mlflow_store import MlflowModelStore
 from serving.canary.records import RolloutRecord
 from serving.rollouts import checks
-from serving.rollouts.checks import register_check
+from serving.rollouts.checks import (
+    ArmStats,
+    CheckResult,
+    WindowStats,
+    get_check,
+    register_check,
+)
 from serving.rollouts.manager import RolloutManager
+from serving.rollouts.spec import CheckSpec
 from serving.rollouts.store import RolloutStore
 from tests.unit.model_registry.conftest import migrated_db, store
 from tests.unit.model_registry.test_validate import write_detector_dir
@@ -115,3 +122,29 @@ def fail_the_first_step(manager: RolloutManager, clock: Clock) -> str:
     traffic(manager, rid, clock.now - 1, challenger_errors=True)
     manager.tick()
     return rid
+
+
+def arm(n: int, errors: int = 0, ms: float | None = 10.0) -> ArmStats:
+    """An arm of ``n`` requests at ``ms`` each, the first ``errors`` of them failed."""
+    out = ArmStats()
+    for i in range(n):
+        out.record(ms, error=i < errors)
+    return out
+
+
+def evaluate(name: str, stats: WindowStats, threshold: float, **kw: object) -> CheckResult:
+    """The registered check ``name`` on ``stats`` (``min_requests`` 20)."""
+    spec = CheckSpec(name=name, threshold=threshold, **kw)  # type: ignore[arg-type]
+    return get_check(name).evaluate(stats, spec, 20)
+
+
+def detector_spec(**kw: object) -> dict[str, object]:
+    """A detector rollout spec (v3, steps 10/50/100, 1 min windows), with ``kw`` on top."""
+    return {
+        "model": "detector",
+        "challenger_version": 3,
+        "step_weights": [10, 50, 100],
+        "interval": "1m",
+        "progress_deadline": "5m",
+        **kw,
+    }

@@ -18,18 +18,7 @@ from serving.rollouts.checks import (
     register_check,
 )
 from serving.rollouts.spec import CheckSpec, parse_rollout_spec
-
-
-def _arm(n: int, errors: int = 0, ms: float = 10.0) -> ArmStats:
-    arm = ArmStats()
-    for i in range(n):
-        arm.record(ms, error=i < errors)
-    return arm
-
-
-def _eval(name: str, stats: WindowStats, threshold: float, **kw: object) -> CheckResult:
-    spec = CheckSpec(name=name, threshold=threshold, **kw)  # type: ignore[arg-type]
-    return get_check(name).evaluate(stats, spec, 20)
+from tests.unit.serving.rollouts.conftest import arm, evaluate
 
 
 def test_arm_stats_rates_and_p99() -> None:
@@ -64,16 +53,16 @@ def test_shadow_stats() -> None:
 
 
 def test_error_rate() -> None:
-    few = _eval("error_rate", WindowStats(challenger=_arm(19, errors=19)), 0.05, method="window")
+    few = evaluate("error_rate", WindowStats(challenger=arm(19, errors=19)), 0.05, method="window")
     assert few.passed is None and "19 of 20 requests" in few.detail
-    ok = _eval("error_rate", WindowStats(challenger=_arm(100, errors=5)), 0.05, method="window")
+    ok = evaluate("error_rate", WindowStats(challenger=arm(100, errors=5)), 0.05, method="window")
     assert (ok.passed, ok.value) == (True, 0.05)
-    bad = _eval("error_rate", WindowStats(challenger=_arm(100, errors=6)), 0.05, method="window")
+    bad = evaluate("error_rate", WindowStats(challenger=arm(100, errors=6)), 0.05, method="window")
     assert (bad.passed, bad.value, bad.threshold) == (False, 0.06, 0.05)
     # min_samples overrides the rollout's min_requests for this check only.
-    lenient = _eval(
+    lenient = evaluate(
         "error_rate",
-        WindowStats(challenger=_arm(5, errors=5)),
+        WindowStats(challenger=arm(5, errors=5)),
         0.05,
         min_samples=5,
         method="window",
@@ -82,16 +71,16 @@ def test_error_rate() -> None:
 
 
 def test_latency_ratio_needs_both_arms() -> None:
-    only_challenger = WindowStats(challenger=_arm(50, ms=30.0))
-    assert _eval("latency_p99_ratio", only_challenger, 2.0).passed is None
-    slow = WindowStats(champion=_arm(50, ms=10.0), challenger=_arm(50, ms=30.0))
-    res = _eval("latency_p99_ratio", slow, 2.0)
+    only_challenger = WindowStats(challenger=arm(50, ms=30.0))
+    assert evaluate("latency_p99_ratio", only_challenger, 2.0).passed is None
+    slow = WindowStats(champion=arm(50, ms=10.0), challenger=arm(50, ms=30.0))
+    res = evaluate("latency_p99_ratio", slow, 2.0)
     assert (res.passed, res.value) == (False, 3.0)
     assert "30.0 ms / champion 10.0 ms" in res.detail
-    fine = WindowStats(champion=_arm(50, ms=10.0), challenger=_arm(50, ms=15.0))
-    assert _eval("latency_p99_ratio", fine, 2.0).value == 1.5
-    zero = WindowStats(champion=_arm(50, ms=0.0), challenger=_arm(50, ms=15.0))
-    assert _eval("latency_p99_ratio", zero, 2.0).passed is None  # no division by zero
+    fine = WindowStats(champion=arm(50, ms=10.0), challenger=arm(50, ms=15.0))
+    assert evaluate("latency_p99_ratio", fine, 2.0).value == 1.5
+    zero = WindowStats(champion=arm(50, ms=0.0), challenger=arm(50, ms=15.0))
+    assert evaluate("latency_p99_ratio", zero, 2.0).passed is None  # no division by zero
     assert get_check("latency_p99_ratio").phases == frozenset({"canary"})
 
 
@@ -99,19 +88,19 @@ def test_shadow_agreement() -> None:
     stats = WindowStats()
     for _ in range(19):
         stats.shadow.record(0.0)
-    assert _eval("shadow_agreement", stats, 0.8, method="window").passed is None
+    assert evaluate("shadow_agreement", stats, 0.8, method="window").passed is None
     for _ in range(81):
         stats.shadow.record(1.0)
-    res = _eval("shadow_agreement", stats, 0.81, method="window")
+    res = evaluate("shadow_agreement", stats, 0.81, method="window")
     assert (res.passed, res.value) == (True, 0.81)  # the bound is inclusive
-    assert _eval("shadow_agreement", stats, 0.82, method="window").passed is False
+    assert evaluate("shadow_agreement", stats, 0.82, method="window").passed is False
     assert get_check("shadow_agreement").phases == frozenset({"shadow", "canary"})
 
 
 def test_circuit_breaker_needs_no_samples() -> None:
-    res = _eval("circuit_breaker", WindowStats(circuit_open=True), 0.0)
+    res = evaluate("circuit_breaker", WindowStats(circuit_open=True), 0.0)
     assert (res.passed, res.value) == (False, 1.0)
-    closed = _eval("circuit_breaker", WindowStats(), 0.0)
+    closed = evaluate("circuit_breaker", WindowStats(), 0.0)
     assert (closed.passed, closed.value) == (True, 0.0)
 
 
@@ -176,8 +165,8 @@ def test_shadow_stats_count_every_failed_mirror() -> None:
 
 def test_latency_ratio_waits_for_enough_requests_on_both_arms() -> None:
     def ratio(champion: int, challenger: int) -> CheckResult:
-        stats = WindowStats(champion=_arm(champion, ms=10.0), challenger=_arm(challenger, ms=20.0))
-        return _eval("latency_p99_ratio", stats, 3.0)
+        stats = WindowStats(champion=arm(champion, ms=10.0), challenger=arm(challenger, ms=20.0))
+        return evaluate("latency_p99_ratio", stats, 3.0)
 
     # Exactly the floor on both arms is enough.
     assert ratio(20, 20) == CheckResult(
@@ -193,17 +182,17 @@ def test_latency_ratio_waits_for_enough_requests_on_both_arms() -> None:
 
 
 def test_latency_ratio_needs_a_positive_champion_p99_and_a_challenger_p99() -> None:
-    fast = WindowStats(champion=_arm(20, ms=0.5), challenger=_arm(20, ms=1.0))
-    assert _eval("latency_p99_ratio", fast, 3.0).value == 2.0  # sub-millisecond is usable
-    zero = WindowStats(champion=_arm(20, ms=0.0), challenger=_arm(20, ms=1.0))
-    assert _eval("latency_p99_ratio", zero, 3.0) == CheckResult(
+    fast = WindowStats(champion=arm(20, ms=0.5), challenger=arm(20, ms=1.0))
+    assert evaluate("latency_p99_ratio", fast, 3.0).value == 2.0  # sub-millisecond is usable
+    zero = WindowStats(champion=arm(20, ms=0.0), challenger=arm(20, ms=1.0))
+    assert evaluate("latency_p99_ratio", zero, 3.0) == CheckResult(
         "latency_p99_ratio", None, None, 3.0, "no usable p99 (0.0, 1.0 ms)"
     )
     failed = ArmStats()
     for _ in range(20):
         failed.record(None, error=True)  # every challenger call failed before any latency
-    no_p99 = WindowStats(champion=_arm(20, ms=10.0), challenger=failed)
-    assert _eval("latency_p99_ratio", no_p99, 3.0) == CheckResult(
+    no_p99 = WindowStats(champion=arm(20, ms=10.0), challenger=failed)
+    assert evaluate("latency_p99_ratio", no_p99, 3.0) == CheckResult(
         "latency_p99_ratio", None, None, 3.0, "no usable p99 (10.0, None ms)"
     )
 
@@ -217,21 +206,21 @@ def _shadow(agreements: list[float | None]) -> ShadowStats:
 
 def test_every_builtin_result_is_complete_and_says_what_it_measured() -> None:
     """The whole CheckResult, as the rollout's events and the registry tags show it."""
-    few = WindowStats(challenger=_arm(19, errors=1))
-    assert _eval("error_rate", few, 0.05, method="window") == CheckResult(
+    few = WindowStats(challenger=arm(19, errors=1))
+    assert evaluate("error_rate", few, 0.05, method="window") == CheckResult(
         "error_rate", None, 1 / 19, 0.05, "19 of 20 requests"
     )
-    bad = WindowStats(challenger=_arm(20, errors=2))
-    assert _eval("error_rate", bad, 0.05, method="window") == CheckResult(
+    bad = WindowStats(challenger=arm(20, errors=2))
+    assert evaluate("error_rate", bad, 0.05, method="window") == CheckResult(
         "error_rate", False, 0.1, 0.05, "2 errors in 20 requests"
     )
-    slow = WindowStats(champion=_arm(20, ms=10.0), challenger=_arm(20, ms=30.0))
-    assert _eval("latency_p99_ratio", slow, 3.0) == CheckResult(
+    slow = WindowStats(champion=arm(20, ms=10.0), challenger=arm(20, ms=30.0))
+    assert evaluate("latency_p99_ratio", slow, 3.0) == CheckResult(
         "latency_p99_ratio", True, 3.0, 3.0, "p99 challenger 30.0 ms / champion 10.0 ms"
     )
-    assert _eval("latency_p99_ratio", slow, 2.9).passed is False
+    assert evaluate("latency_p99_ratio", slow, 2.9).passed is False
     thin = WindowStats(shadow=_shadow([1.0] * 18 + [None]))  # a failed mirror agrees with nothing
-    assert _eval("shadow_agreement", thin, 0.8, method="window") == CheckResult(
+    assert evaluate("shadow_agreement", thin, 0.8, method="window") == CheckResult(
         "shadow_agreement",
         None,
         pytest.approx(18 / 19),
@@ -239,15 +228,15 @@ def test_every_builtin_result_is_complete_and_says_what_it_measured() -> None:
         "19 compared, 1 failed shadow calls; need 20",
     )
     agree = WindowStats(shadow=_shadow([1.0] * 16 + [None] * 4))
-    assert _eval("shadow_agreement", agree, 0.8, method="window") == CheckResult(
+    assert evaluate("shadow_agreement", agree, 0.8, method="window") == CheckResult(
         "shadow_agreement", True, pytest.approx(0.8), 0.8, "20 compared, 4 failed shadow calls"
     )
     broken = WindowStats(shadow=_shadow([1.0] * 15 + [None] * 5))
-    assert _eval("shadow_agreement", broken, 0.8, method="window").passed is False
-    assert _eval("circuit_breaker", WindowStats(circuit_open=True), 0.0) == CheckResult(
+    assert evaluate("shadow_agreement", broken, 0.8, method="window").passed is False
+    assert evaluate("circuit_breaker", WindowStats(circuit_open=True), 0.0) == CheckResult(
         "circuit_breaker", False, 1.0, 0.0, "challenger circuit open"
     )
-    assert _eval("circuit_breaker", WindowStats(), 0.5) == CheckResult(
+    assert evaluate("circuit_breaker", WindowStats(), 0.5) == CheckResult(
         "circuit_breaker", True, 0.0, 0.0, "closed"
     )
 

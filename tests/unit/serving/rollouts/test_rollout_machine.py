@@ -24,6 +24,7 @@ from serving.rollouts.machine import (
     window_started_at,
 )
 from serving.rollouts.spec import CheckSpec, RolloutSpec, parse_rollout_spec
+from tests.unit.serving.rollouts.conftest import detector_spec
 
 T0 = 1_700_000_000.0  # wall-clock seconds: rollouts are persisted and read by other processes
 # The state machine's window mechanics (thresholds, failed-check tallies, steps) are pinned with
@@ -37,16 +38,7 @@ WINDOW_CHECKS = [
 
 
 def _spec(**kw: object) -> RolloutSpec:
-    raw = {
-        "model": "detector",
-        "challenger_version": 3,
-        "step_weights": [10, 50, 100],
-        "interval": "1m",
-        "progress_deadline": "5m",
-        "checks": WINDOW_CHECKS,
-        **kw,
-    }
-    return parse_rollout_spec(raw)
+    return parse_rollout_spec(detector_spec(**{"checks": WINDOW_CHECKS, **kw}))
 
 
 def _running(**kw: object) -> Rollout:

@@ -8,18 +8,7 @@ import pytest
 from serving.rollouts.checks import ArmStats, CheckResult, ShadowStats, WindowStats, get_check
 from serving.rollouts.sequential import Evidence, error_rate_sprt
 from serving.rollouts.spec import CheckSpec
-
-
-def _arm(n: int, errors: int = 0, ms: float | None = 10.0) -> ArmStats:
-    arm = ArmStats()
-    for i in range(n):
-        arm.record(ms, error=i < errors)
-    return arm
-
-
-def _eval(name: str, stats: WindowStats, threshold: float, **kw: object) -> CheckResult:
-    spec = CheckSpec(name=name, threshold=threshold, **kw)  # type: ignore[arg-type]
-    return get_check(name).evaluate(stats, spec, 20)
+from tests.unit.serving.rollouts.conftest import arm, evaluate
 
 
 def test_the_method_defaults_per_check_and_is_refused_where_a_check_has_none() -> None:
@@ -62,8 +51,8 @@ def test_sequential_error_rate_judges_prior_plus_window_and_shows_its_evidence()
         beta=0.02,
         floor=20,
     )
-    stats = WindowStats(champion=_arm(100, 2), challenger=_arm(200, 2), prior={"error_rate": prior})
-    res = _eval("error_rate", stats, 0.05)
+    stats = WindowStats(champion=arm(100, 2), challenger=arm(200, 2), prior={"error_rate": prior})
+    res = evaluate("error_rate", stats, 0.05)
     ev = res.evidence
     assert ev is not None
     assert (ev.champion_requests, ev.champion_errors) == (1000, 20)
@@ -73,30 +62,30 @@ def test_sequential_error_rate_judges_prior_plus_window_and_shows_its_evidence()
     assert res.detail.startswith("challenger 4/300, champion 20/1000 errors; log LR to fail ")
     assert "(>= 3.892)" in res.detail and "(<= -3.892); need 20 per arm" in res.detail
     # Its own ratio, threshold, alpha and beta reach the test.
-    strict = _eval("error_rate", stats, 0.05, alpha=0.2, beta=0.2)
+    strict = evaluate("error_rate", stats, 0.05, alpha=0.2, beta=0.2)
     assert strict.evidence is not None and strict.evidence.fail_boundary < ev.fail_boundary
 
 
 def test_sequential_error_rate_fails_a_bad_challenger_and_waits_below_its_floor() -> None:
-    bad = WindowStats(champion=_arm(500, 10), challenger=_arm(100, 30))
-    res = _eval("error_rate", bad, 0.05)
+    bad = WindowStats(champion=arm(500, 10), challenger=arm(100, 30))
+    res = evaluate("error_rate", bad, 0.05)
     assert res.passed is False and res.evidence is not None
     assert res.evidence.decision == "fail" and res.value is not None and res.value > res.threshold
-    short = WindowStats(champion=_arm(500, 10), challenger=_arm(19, 19))
-    waiting = _eval("error_rate", short, 0.05)
+    short = WindowStats(champion=arm(500, 10), challenger=arm(19, 19))
+    waiting = evaluate("error_rate", short, 0.05)
     assert waiting.passed is None and waiting.evidence is not None
     assert waiting.evidence.decision is None
-    assert _eval("error_rate", short, 0.05, min_samples=19).passed is False
+    assert evaluate("error_rate", short, 0.05, min_samples=19).passed is False
 
 
 def test_sequential_agreement_abstains_without_comparisons_and_judges_with_them() -> None:
-    nothing = _eval("shadow_agreement", WindowStats(), 0.8)
+    nothing = evaluate("shadow_agreement", WindowStats(), 0.8)
     assert (nothing.passed, nothing.evidence) == (None, None)  # canary without mirroring
     shadow = ShadowStats()
     for _ in range(300):
         shadow.record(0.95)
     shadow.record(None)
-    res = _eval("shadow_agreement", WindowStats(shadow=shadow), 0.8)
+    res = evaluate("shadow_agreement", WindowStats(shadow=shadow), 0.8)
     assert res.name == "shadow_agreement"
     assert res.passed is True and res.evidence is not None
     # The failed mirror is a comparison that agreed with nothing.
@@ -104,12 +93,12 @@ def test_sequential_agreement_abstains_without_comparisons_and_judges_with_them(
     assert res.evidence.compared == 301 and res.evidence.test == "confidence_sequence"
     assert res.detail.startswith("301 compared, 1 failed shadow calls; mean 0.9468 of 301")
     # With earlier evidence, a window without comparisons keeps its verdict.
-    kept = _eval("shadow_agreement", WindowStats(prior={"shadow_agreement": res.evidence}), 0.8)
+    kept = evaluate("shadow_agreement", WindowStats(prior={"shadow_agreement": res.evidence}), 0.8)
     assert kept.passed is True and kept.evidence == res.evidence
     low = ShadowStats()
     for _ in range(100):
         low.record(0.3)
-    assert _eval("shadow_agreement", WindowStats(shadow=low), 0.8).passed is False
+    assert evaluate("shadow_agreement", WindowStats(shadow=low), 0.8).passed is False
 
 
 def test_check_results_with_evidence_round_trip() -> None:
@@ -133,22 +122,22 @@ def _latency(champion_ms: float, challenger_ms: float, n: int = 200) -> WindowSt
 
 
 def test_latency_quantile_passes_alike_and_fails_a_slower_distribution() -> None:
-    same = _eval("latency_quantile", _latency(10.0, 10.0), 2.0)
+    same = evaluate("latency_quantile", _latency(10.0, 10.0), 2.0)
     assert same.passed is True and same.value == pytest.approx(1.0)
     assert same.detail.startswith("p50: 0/200 over 2 x ") and "p90:" in same.detail
-    slow = _eval("latency_quantile", _latency(10.0, 30.0), 2.0)
+    slow = evaluate("latency_quantile", _latency(10.0, 30.0), 2.0)
     assert slow.passed is False and slow.value == pytest.approx(3.0)
-    assert _eval("latency_quantile", _latency(10.0, 30.0), 4.0).passed is True
+    assert evaluate("latency_quantile", _latency(10.0, 30.0), 4.0).passed is True
     assert get_check("latency_quantile").phases == frozenset({"canary"})
 
 
 def test_latency_quantile_waits_for_samples_on_both_arms() -> None:
     short = _latency(10.0, 30.0, n=19)
-    assert _eval("latency_quantile", short, 2.0) == CheckResult(
+    assert evaluate("latency_quantile", short, 2.0) == CheckResult(
         "latency_quantile", None, None, 2.0, "champion 19, challenger 19 of 20 requests"
     )
-    no_latency = WindowStats(champion=_arm(30, ms=None), challenger=_arm(30, ms=None))
-    assert _eval("latency_quantile", no_latency, 2.0) == CheckResult(
+    no_latency = WindowStats(champion=arm(30, ms=None), challenger=arm(30, ms=None))
+    assert evaluate("latency_quantile", no_latency, 2.0) == CheckResult(
         "latency_quantile", None, None, 2.0, "too few latencies to test (0, 0)"
     )
     with pytest.raises(ValueError, match=r"latency_quantile threshold must be > 0, got 0\.0"):

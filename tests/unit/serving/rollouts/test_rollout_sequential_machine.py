@@ -14,21 +14,14 @@ from serving.rollouts.manager import RolloutManager
 from serving.rollouts.sequential import Evidence
 from serving.rollouts.spec import parse_rollout_spec
 from serving.rollouts.store import RolloutStore
-from tests.unit.serving.rollouts.conftest import SPEC, traffic
+from tests.unit.serving.rollouts.conftest import SPEC, detector_spec, traffic
 
 T0 = 1_700_000_000.0
 
 
 def _running(**kw: object) -> Rollout:
-    raw = {
-        "model": "detector",
-        "challenger_version": 3,
-        "step_weights": [10, 50, 100],
-        "interval": "1m",
-        "progress_deadline": "5m",
-        "checks": [{"name": "error_rate", "threshold": 0.05}],  # sequential: its default
-        **kw,
-    }
+    checks = [{"name": "error_rate", "threshold": 0.05}]  # sequential: its default
+    raw = detector_spec(**{"checks": checks, **kw})
     r, _ = start(parse_rollout_spec(raw), champion_version=2, rollout_id="ro-1", now=T0)
     r, _, _ = activate(r, T0)
     return r
