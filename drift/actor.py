@@ -15,9 +15,12 @@ from typing import Any
 import ray
 
 from drift.alerts import post_webhook
+from drift.features import FEATURES_VERSION
 from drift.monitor import MONITOR_NAME, DriftMonitor
+from drift.reference.baseline import BaselineRequest, dir_rows
 from model_registry.mlflow_store import MlflowModelStore
 from model_registry.settings import RegistryRef
+from model_registry.store import ModelRef
 from serving import metrics
 from serving.cluster.actors import TickingActor, ensure_actor, get_actor, lower_priority
 from serving.config import PlatformConfig
@@ -49,6 +52,7 @@ class MonitorActor(TickingActor):
             champions=self._champions,
             notify=(lambda alert: post_webhook(url, alert)) if url else None,
             observe=metrics.observe_drift,
+            freeze=self._freeze,
         )
         self.target = self.monitor  # reports and views (``call``) are monitor methods
         self._last_prune = 0.0
@@ -71,6 +75,33 @@ class MonitorActor(TickingActor):
                 compute_drift(frame, frame, html_path=Path(tmp) / "warm.html")
         except Exception as e:  # warm-up is an optimisation; the real calls report errors
             log.warning("drift monitor warm-up failed: %r", e)
+
+    def _freeze(
+        self, model: str, version: int, frame: Any, source: str, meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._store.log_reference(
+            model, version, frame, source=source, features=FEATURES_VERSION, replace=True, meta=meta
+        )
+
+    async def baseline(self, request: BaselineRequest) -> dict[str, Any]:
+        """Freeze a baseline (``drift.reference.baseline``). A folder's images are run through
+        the version here, outside the monitor's lock: reports and status keep answering."""
+        self._ensure_loop()
+        return await asyncio.to_thread(self._baseline, request)
+
+    def _baseline(self, request: BaselineRequest) -> dict[str, Any]:
+        if request.source == "traffic":
+            frame = self._locked(self.monitor.traffic_baseline, request)
+            detail: dict[str, Any] = {"rows_from": "traffic"}
+        else:
+            from deployments.loader import load_model
+
+            resolved = self._store.resolve(ModelRef(request.model, version=request.version))
+            model = load_model(resolved.path)
+            frame, detail = dir_rows(
+                request, resolved.manifest.task, model.predict, min_rows=self._config.drift.min_rows
+            )
+        return dict(self._locked(self.monitor.freeze_baseline, request, frame, detail))
 
     def _champions(self) -> dict[str, int]:
         at, cached = self._aliases

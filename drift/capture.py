@@ -9,6 +9,10 @@ drift monitor through ``sink``, ``batch_size`` rows per call. If the monitor is 
 never retrying, since drift windows are samples and a late row is worth little. When the queue
 is full new jobs are dropped (and counted) instead of waiting. Nothing here can fail or slow
 down a request.
+
+Image embeddings (:mod:`drift.embeddings`, ~10 ms of CPU each) are computed in the same thread
+for a sample of the captured requests (``embedding_sample_rate``); the other rows carry no
+``emb_`` columns. A failed embedding costs the batch its embeddings, never its rows.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from drift.embeddings import Embedder
 from drift.rows import request_rows
 from serving.flusher import BackgroundFlusher
 
@@ -51,12 +56,22 @@ class CaptureQueue:
         flush_interval_s: float = 1.0,
         sample_rate: float = 1.0,
         rng: Callable[[], float] = random.random,
+        embedder: Embedder | None = None,
+        embedding_sample_rate: float = 0.0,
+        embedding_rng: Callable[[], float] = random.random,
     ) -> None:
         if max_pending < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError(
                 f"max_pending={max_pending!r}, batch_size={batch_size!r}, "
                 f"flush_interval_s={flush_interval_s!r}: expected positive values"
             )
+        if not 0.0 <= embedding_sample_rate <= 1.0:
+            raise ValueError(
+                f"embedding_sample_rate has value {embedding_sample_rate!r}. Expected 0..1."
+            )
+        self._embedder = embedder
+        self.embedding_sample_rate = embedding_sample_rate
+        self._embedding_rng = embedding_rng  # drawn in the capture thread only
         self._sink = sink
         self.max_pending = max_pending
         self.batch_size = batch_size
@@ -75,6 +90,7 @@ class CaptureQueue:
         self.dropped_rows = 0
         self.failed_batches = 0
         self.skipped_jobs = 0  # not sampled
+        self.embedded_jobs = 0
         self._last_error_log = 0.0
 
     @property
@@ -108,9 +124,27 @@ class CaptureQueue:
 
     # --- the thread ----------------------------------------------------------------------------
 
+    def _embeddings(self, jobs: list[CaptureJob]) -> dict[int, dict[str, float]]:
+        """Embeddings of the sampled ``jobs``' inputs, by position in ``jobs``."""
+        embedder, rate = self._embedder, self.embedding_sample_rate
+        if embedder is None or rate <= 0.0 or not embedder.available:
+            return {}
+        picked = [i for i in range(len(jobs)) if self._embedding_rng() < rate]
+        if not picked:
+            return {}
+        try:
+            rows = embedder.rows([jobs[i].value for i in picked])
+        except Exception as e:  # rows without an embedding are still rows
+            self._warn(f"embedding failed for {len(picked)} requests: {e!r}")
+            return {}
+        with self._lock:
+            self.embedded_jobs += len(picked)
+        return dict(zip(picked, rows, strict=True))
+
     def _capture(self, jobs: list[CaptureJob], _attempt: int) -> list[CaptureJob]:
         rows: list[dict[str, Any]] = []
-        for job in jobs:
+        embeddings = self._embeddings(jobs)
+        for i, job in enumerate(jobs):
             try:
                 rows.extend(
                     request_rows(
@@ -121,6 +155,7 @@ class CaptureQueue:
                         source=job.source,
                         request_id=job.request_id,
                         ts=job.ts,
+                        embedding=embeddings.get(i),
                     )
                 )
             except Exception as e:  # one odd input must not stop capture

@@ -5,6 +5,13 @@ whose snapshot holds one ``DriftedColumnsCount`` (count and share of drifted col
 ``ValueDrift`` per column (score, resolved method and threshold, and a pass/fail test). We read
 those back into plain dataclasses so nothing outside this module sees Evidently types. Which
 test each column gets, and which columns count as drifted, is decided by ``drift.statistics``.
+
+Embedding columns (``emb_``) are one hypothesis there (an MMD permutation test, reported as the
+feature ``embedding``); Evidently's own ``EmbeddingsDrift`` (MMD, bootstrap) is added to the
+report so the HTML shows the embeddings too, but it decides nothing. Evidently 0.7's MMD has no
+NaN handling, so its panel is only added when every row on both sides carries an embedding
+(references, windows captured at ``embedding_sample_rate`` 1); the verdict's test drops the
+rows without one and runs either way.
 """
 
 from __future__ import annotations
@@ -19,13 +26,17 @@ from typing import Any
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.metric_types import SingleValue
+from evidently.legacy.metrics.data_drift.embedding_drift_methods import MMDDriftMethod
+from evidently.metrics import EmbeddingsDrift
 from evidently.presets import DataDriftPreset
 
 from drift import statistics as stats
+from drift.embeddings import EMB_PREFIX, embedding_columns
 from drift.statistics import ALPHA
 from drift.verdict import DriftVerdict, FeatureDrift
 
 _VALUE_DRIFT_TYPE = "evidently:metric_v2:ValueDrift"
+_EMBEDDINGS = "image"  # the embeddings' name in Evidently's DataDefinition and report
 
 # Evidently names methods by display name; these are statistical tests whose score is a p-value
 # (drift when score < threshold). Everything else (Wasserstein, Jensen-Shannon, PSI, KL,
@@ -53,9 +64,12 @@ def is_p_value_method(method: str) -> bool:
 def default_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]:
     """Columns present on both sides that Evidently can compare: numbers, bools, labels.
 
-    Datetimes (the window's ``ts``) are left out: time always "drifts".
+    Datetimes (the window's ``ts``) are left out: time always "drifts"; so are embedding
+    columns, which are tested together, not one by one.
     """
-    shared = [c for c in reference.columns if c in current.columns]
+    shared = [
+        c for c in reference.columns if c in current.columns and not str(c).startswith(EMB_PREFIX)
+    ]
     return [
         c
         for c in shared
@@ -64,7 +78,9 @@ def default_columns(reference: pd.DataFrame, current: pd.DataFrame) -> list[str]
     ]
 
 
-def _data_definition(frame: pd.DataFrame, columns: Sequence[str]) -> DataDefinition:
+def _data_definition(
+    frame: pd.DataFrame, columns: Sequence[str], embedding: Sequence[str] = ()
+) -> DataDefinition:
     # Explicit types: Evidently would otherwise guess, and an int column with few values
     # (width, count) would be tested as categorical in one window and numerical in the next.
     numerical = [
@@ -73,7 +89,11 @@ def _data_definition(frame: pd.DataFrame, columns: Sequence[str]) -> DataDefinit
         if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
     ]
     categorical = [c for c in columns if c not in numerical]
-    return DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    return DataDefinition(
+        numerical_columns=numerical,
+        categorical_columns=categorical,
+        embeddings={_EMBEDDINGS: list(embedding)} if embedding else None,
+    )
 
 
 def _failed(result: Any) -> bool:
@@ -94,6 +114,7 @@ def compute_drift(
     json_path: str | Path | None = None,
     workspace: WorkspaceTarget | None = None,
     groups: Mapping[str, Sequence[str]] | None = None,
+    embedding: Sequence[str] | None = None,
 ) -> DriftVerdict:
     """Compare ``current`` against ``reference`` column by column.
 
@@ -102,7 +123,10 @@ def compute_drift(
     p-values with Holm's correction for small samples, normed Wasserstein distances against
     thresholds calibrated on the reference for large ones); Evidently computes every score and
     renders the report. The window drifts when any column is rejected; with ``groups`` (input
-    vs prediction columns) ``group_shares`` says which part of the row moved.
+    vs prediction vs embedding columns) ``group_shares`` says which part of the row moved.
+    ``embedding`` columns (default: the ``emb_`` columns both frames have) are judged together
+    as one hypothesis of the family (``drift.statistics.embedding_hypothesis``), when both sides
+    have enough embedded rows; ``columns`` never test them one by one.
 
     With ``method`` (and ``threshold``) Evidently's own per-column test decides each column and
     the window drifts when the share of drifted columns (per group, if any) reaches
@@ -117,7 +141,10 @@ def compute_drift(
     if not 0.0 < drift_share <= 1.0:
         raise ValueError(f"drift_share has value {drift_share!r}. Expected 0 < drift_share <= 1.")
     cols = list(columns) if columns is not None else default_columns(reference, current)
-    missing = [c for c in cols if c not in reference.columns or c not in current.columns]
+    shared = [c for c in reference.columns if c in current.columns]
+    emb = list(embedding) if embedding is not None else embedding_columns(shared)
+    cols = [c for c in cols if not str(c).startswith(EMB_PREFIX)]
+    missing = [c for c in [*cols, *emb] if c not in reference.columns or c not in current.columns]
     if missing:
         raise ValueError(f"Columns {missing!r} are missing from the reference or current data.")
     if not cols:
@@ -134,7 +161,15 @@ def compute_drift(
         )
 
     family = method is None
-    methods, thresholds = stats.plan(reference, current, cols, alpha) if family else ({}, {})
+    hypothesis = (
+        stats.embedding_hypothesis(reference, current, emb, family=len(cols) + 1, alpha=alpha)
+        if family
+        else None
+    )
+    extra = [hypothesis] if hypothesis is not None else []
+    methods, thresholds = (
+        stats.plan(reference, current, cols, alpha, extra=len(extra)) if family else ({}, {})
+    )
     if family:
         preset = DataDriftPreset(
             columns=cols,
@@ -142,16 +177,27 @@ def compute_drift(
             per_column_method={c: stats.EVIDENTLY_METHODS[m] for c, m in methods.items()},
             # Evidently's own pass/fail (shown in its HTML) at the Bonferroni level; the verdict
             # is Holm's, which rejects at least as much.
-            per_column_threshold={c: thresholds.get(c, alpha / len(cols)) for c in cols},
+            per_column_threshold={
+                c: thresholds.get(c, alpha / (len(cols) + len(extra))) for c in cols
+            },
         )
     else:
         preset = DataDriftPreset(
             columns=cols, drift_share=drift_share, method=method, threshold=threshold
         )
-    definition = _data_definition(reference, cols)
-    ref_ds = Dataset.from_pandas(reference[cols].reset_index(drop=True), data_definition=definition)
-    cur_ds = Dataset.from_pandas(current[cols].reset_index(drop=True), data_definition=definition)
-    snapshot = Report([preset], include_tests=True).run(cur_ds, ref_ds)
+    shown = emb if hypothesis is not None and _complete(reference, current, emb) else []
+    metrics: list[Any] = [preset]
+    if shown:
+        metrics.append(
+            EmbeddingsDrift(
+                embeddings_name=_EMBEDDINGS, drift_method=MMDDriftMethod(bootstrap=True)
+            )
+        )
+    definition = _data_definition(reference, cols, shown)
+    keep = [*cols, *shown]
+    ref_ds = Dataset.from_pandas(reference[keep].reset_index(drop=True), data_definition=definition)
+    cur_ds = Dataset.from_pandas(current[keep].reset_index(drop=True), data_definition=definition)
+    snapshot = Report(metrics, include_tests=True).run(cur_ds, ref_ds)
 
     features: list[FeatureDrift] = []
     for result in snapshot.metric_results.values():
@@ -174,11 +220,15 @@ def compute_drift(
     features.sort(key=lambda f: order.get(f.name, len(order)))
     if family:
         judged = stats.judge(
-            [(f.name, f.method, f.score) for f in features], thresholds, alpha=alpha
+            [*((f.name, f.method, f.score) for f in features), *extra], thresholds, alpha=alpha
         )
         features = [
             replace(f, threshold=j.threshold, drifted=j.drifted)
-            for f, j in zip(features, judged.features, strict=True)
+            for f, j in zip(features, judged.features, strict=False)
+        ]
+        features += [
+            FeatureDrift(j.name, j.method, j.score, j.threshold, j.drifted, p_value=j.score)
+            for j in judged.features[len(features) :]
         ]
     share = sum(f.drifted for f in features) / max(1, len(features))
 
@@ -190,7 +240,8 @@ def compute_drift(
 
     group_shares: dict[str, float] = {}
     for gname, gcols in (groups or {}).items():
-        members = [f for f in features if f.name in set(gcols)]
+        names = set(stats.group_members([f.name for f in features], gcols))
+        members = [f for f in features if f.name in names]
         if members:
             group_shares[gname] = sum(f.drifted for f in members) / len(members)
     if family:
@@ -209,6 +260,12 @@ def compute_drift(
         workspace_run=run_id,
         group_shares=group_shares,
         alpha=alpha if family else None,
+    )
+
+
+def _complete(reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str]) -> bool:
+    return bool(
+        reference[list(columns)].notna().all().all() and current[list(columns)].notna().all().all()
     )
 
 

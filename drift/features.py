@@ -32,7 +32,9 @@ IMAGE_FEATURES = (
 # v3: same features; references are built from augmented real photos
 # (drift.reference.photos) and judged by the family rule of drift.statistics, so references (and
 # cached ones) from v2 are not reused.
-FEATURES_VERSION = 3
+# v4: rows may carry an image embedding (``emb_`` columns, drift.embeddings), tested as one
+# hypothesis; v3 references have none, so they report ``no_reference`` until rebuilt.
+FEATURES_VERSION = 4
 FEATURE_MAX_SIDE = 256
 
 # A clip's image features are the mean over at most this many evenly spaced frames: a 10 s clip

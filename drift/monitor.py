@@ -32,13 +32,14 @@ import pandas as pd
 from drift.alerts import AlertGate, Window, champion_alert
 from drift.evidently_adapter import WorkspaceTarget, compute_drift
 from drift.features import FEATURES_VERSION
-from drift.reports import Report, ReportStore, new_report_id
+from drift.reference.baseline import BaselineRequest, traffic_frame, window_start
+from drift.reports import Report, ReportStore, new_report_id, summary
 from drift.rows import PRED_PREFIX
 from drift.statistics import feature_columns
 from drift.verdict import DriftVerdict
 from drift.windows import META_KEYS, TS_COLUMN, WindowStore
 from serving.config import DriftSpec
-from serving.errors import NoReference
+from serving.errors import CanaryError, NoReference, RegistryError
 from serving.rollouts.evidence import DriftComparison, DriftEvidence
 
 log = logging.getLogger("canaryserve.drift")
@@ -48,24 +49,13 @@ REFERENCE_TTL_S = 60.0
 PAIR_SLACK_S = 300.0
 
 References = Callable[[str, int], "tuple[dict[str, Any], pd.DataFrame] | None"]
+# (model, version, rows, source, record fields) -> the frozen reference's record
+Freeze = Callable[[str, int, pd.DataFrame, str, dict[str, Any]], dict[str, Any]]
 Observer = Callable[[str, dict[str, Any]], None]
 
 
-def _summary(report: dict[str, Any]) -> dict[str, Any]:
-    verdict = report["verdict"]
-    return {
-        "report_id": report["id"],
-        "status": verdict["status"],
-        "drift_share": verdict["drift_share"],
-        "drifted_features": verdict["drifted_features"],
-        "reference_rows": verdict["reference_rows"],
-        "current_rows": verdict["current_rows"],
-        "against": report["against"],
-    }
-
-
 def _comparison(report: dict[str, Any]) -> DriftComparison:
-    return DriftComparison.model_validate(_summary(report))
+    return DriftComparison.model_validate(summary(report))
 
 
 class DriftMonitor:
@@ -79,6 +69,7 @@ class DriftMonitor:
         clock: Callable[[], float] = time.time,
         notify: Callable[[dict[str, Any]], None] | None = None,
         observe: Observer | None = None,
+        freeze: Freeze | None = None,
     ) -> None:
         self.spec = spec
         self.root = Path(root)
@@ -93,6 +84,7 @@ class DriftMonitor:
         self.reports = ReportStore(self.root / "drift.db", self.root / "reports")
         self.workspace_dir = self.root / "workspace"
         self._references = references
+        self._freeze = freeze
         self._champions = champions
         self._notify = notify
         self._observe = observe or (lambda kind, data: None)
@@ -163,12 +155,13 @@ class DriftMonitor:
         trigger: str = "on_demand",
         since: float | None = None,
     ) -> dict[str, Any]:
-        """The newest ``window_rows`` live rows of a version (newer than ``since``, if given)
-        against its frozen reference; status ``no_reference`` when it has none to compare to."""
-        current = self.windows.frame(model, version, since=since, last=self.spec.window_rows)
+        """The newest ``window_rows`` live rows of a version (newer than ``since``, if given,
+        and captured after its reference was frozen) against that reference; status
+        ``no_reference`` when it has none to compare to."""
         try:
             record, ref = self.reference(model, int(version))
         except NoReference as e:
+            current = self.windows.frame(model, version, since=since, last=self.spec.window_rows)
             verdict = DriftVerdict("no_reference", 0, len(current), reason=e.message).to_dict()
             rid = new_report_id(model, str(version), "reference")
             now = self.clock()
@@ -176,6 +169,8 @@ class DriftMonitor:
             if trigger == "on_demand":  # a scheduled one would repeat it at every tick
                 self.reports.save(report)
             return report.to_dict()
+        since = window_start(record, since)
+        current = self.windows.frame(model, version, since=since, last=self.spec.window_rows)
         against = f"reference #{record.get('n', 1)} ({record.get('source')}, {len(ref)} rows)"
         out = self._compare(
             model, str(version), "reference", ref, current, against=against, trigger=trigger
@@ -186,6 +181,29 @@ class DriftMonitor:
                 model, str(version), out, Window(ts.min().timestamp(), ts.max().timestamp())
             )
         return out
+
+    # --- baselines ---------------------------------------------------------------------------
+
+    def traffic_baseline(self, request: BaselineRequest) -> pd.DataFrame:
+        """The rows a traffic baseline freezes (``drift.reference.baseline.traffic_frame``)."""
+        return traffic_frame(self.windows, request, now=self.clock(), min_rows=self.spec.min_rows)
+
+    def freeze_baseline(
+        self, request: BaselineRequest, frame: pd.DataFrame, detail: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Freeze ``frame`` as the version's reference and start its fresh current window."""
+        if self._freeze is None:
+            raise RegistryError("this drift monitor has no registry to freeze a baseline in")
+        now = self.clock()
+        meta = {"baseline": request.described, "current_since": now, **detail}
+        record = self._freeze(request.model, request.version, frame, request.source, meta)
+        key = (request.model, str(request.version))
+        with self._lock:
+            self.forget_reference(request.model, request.version)
+            self._scheduled_until[key] = now
+            self._new[key] = 0
+        self._observe("baseline", {"model": request.model, "version": str(request.version)})
+        return {"model": request.model, "version": request.version, "reference": record}
 
     def _compare(
         self,
@@ -201,6 +219,8 @@ class DriftMonitor:
         min_rows: int | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        from drift.embeddings import embedding_columns
+
         rid = new_report_id(model, version, kind)
         cols = feature_columns(
             reference,
@@ -208,6 +228,10 @@ class DriftMonitor:
             skip=(*META_KEYS, TS_COLUMN),
             prefix=PRED_PREFIX if prediction_only else None,
         )
+        # One hypothesis for all emb_ columns (compute_drift); none when only predictions are
+        # compared (challenger vs champion: the same inputs).
+        shared = [c for c in reference.columns if c in current.columns]
+        emb = [] if prediction_only else embedding_columns(shared)
         need = min_rows if min_rows is not None else self.spec.min_rows
         if not cols or len(reference) < need or len(current) < need:
             verdict = DriftVerdict(
@@ -219,9 +243,10 @@ class DriftMonitor:
             ).to_dict()
         else:
             verdict = compute_drift(
-                reference[cols],
-                current[cols],
+                reference[[*cols, *emb]],
+                current[[*cols, *emb]],
                 columns=cols,
+                embedding=emb,
                 min_rows=need,
                 drift_share=self.spec.drift_share,
                 method=self.spec.method,
@@ -229,6 +254,7 @@ class DriftMonitor:
                 groups={
                     "input": [c for c in cols if not c.startswith(PRED_PREFIX)],
                     "prediction": [c for c in cols if c.startswith(PRED_PREFIX)],
+                    "embedding": emb,
                 },
                 html_path=self.reports.html_path(rid),
                 json_path=self.reports.json_path(rid),
@@ -391,6 +417,15 @@ class DriftMonitor:
 
     # --- views -------------------------------------------------------------------------------
 
+    def _reference_summary(self, model: str, version: str) -> dict[str, Any] | None:
+        """What the version's reports compare against now (None: nothing to compare to)."""
+        try:
+            record, ref = self.reference(model, int(version))
+        except (CanaryError, ValueError):  # none, or the registry is down: status still answers
+            return None
+        keys = ("n", "source", "baseline", "current_since", "created_at")
+        return {k: record[k] for k in keys if k in record} | {"rows": len(ref)}
+
     def list_reports(self, **filters: Any) -> list[dict[str, Any]]:
         return self.reports.list(**filters)
 
@@ -411,8 +446,9 @@ class DriftMonitor:
                     "model": key.model,
                     "version": key.version,
                     "rows": self.windows.count(key.model, key.version),
-                    "latest": _summary(r) | {"created_at": r["created_at"]} if r else None,
+                    "latest": summary(r) | {"created_at": r["created_at"]} if r else None,
                     "features": r["verdict"]["features"] if r else [],
+                    "reference": self._reference_summary(key.model, key.version),
                 }
             )
         return {"versions": versions, "alerts": self.reports.alerts(), "ingested": self.ingested}

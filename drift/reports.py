@@ -85,6 +85,21 @@ class Report:
         }
 
 
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """A report's verdict in a few fields: what ``drift status`` and a rollout's evidence show."""
+    verdict = report["verdict"]
+    return {
+        "report_id": report["id"],
+        "status": verdict["status"],
+        "drift_share": verdict["drift_share"],
+        "drifted_features": verdict["drifted_features"],
+        "drifted_groups": verdict.get("drifted_groups", []),
+        "reference_rows": verdict["reference_rows"],
+        "current_rows": verdict["current_rows"],
+        "against": report["against"],
+    }
+
+
 def new_report_id(model: str, version: str, kind: str) -> str:
     return f"{model}-v{version}-{kind.replace('_', '-')}-{uuid.uuid4().hex[:10]}"
 

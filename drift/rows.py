@@ -9,7 +9,7 @@ identical by construction).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,9 +94,12 @@ def request_rows(
     source: str,
     request_id: str,
     ts: float,
+    embedding: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for one request: ``nodes`` are (node name, model, output kind) of model nodes;
-    ``raw`` holds each node's output by name. Nodes without output (failed) are skipped."""
+    ``raw`` holds each node's output by name. Nodes without output (failed) are skipped.
+    ``embedding`` (``emb_`` columns, :mod:`drift.embeddings`) goes into every row when the
+    request was one of those embedded."""
     nodes = [n for n in nodes if n[0] in raw and n[1] in versions]
     if not nodes:
         return []
@@ -110,6 +113,7 @@ def request_rows(
             "request_id": request_id,
             "ts": ts,
             **inputs,
+            **(embedding or {}),
             **prediction_row(kind, raw[name], size),
         }
         for name, model, kind in nodes

@@ -61,7 +61,7 @@ class DriftVerdict:
     workspace_run: str | None = None
     # Share of drifted features per column group ("input", "prediction") when judged by group.
     group_shares: dict[str, float] = field(default_factory=dict)
-    # The family's false-alarm rate the features were judged at (drift.stats); None when each
+    # The family's false-alarm rate the features were judged at (drift.statistics); None when each
     # feature was judged alone (an explicit Evidently method and the drift-share rule).
     alpha: float | None = None
 

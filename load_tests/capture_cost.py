@@ -7,6 +7,13 @@ machine load hits both arms alike:
 
     .venv/bin/python -m load_tests.capture_cost [--seconds 15] [--rounds 2] [--drift F=V ...]
 
+``--embedding-only`` skips the platform and measures, on this CPU, what the capture thread
+spends per embedded request (:mod:`drift.embeddings`: preprocessing + EfficientNet-Lite0 on one
+ONNX Runtime thread), and what that costs per captured request at the configured
+``drift.embedding_sample_rate``:
+
+    .venv/bin/python -m load_tests.capture_cost --embedding-only [--images 64]
+
 A benchmark, not a test: it prints a table and asserts nothing.
 """
 
@@ -29,6 +36,46 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def embedding_cost(images: int) -> None:
+    """Milliseconds per embedding (single images and batches of 8), and per captured request
+    at the default config's sample rate."""
+    from drift.embeddings import RUN_BATCH, default_embedder
+    from drift.features import image_features
+    from drift.reference.photos import photo_draws
+    from serving.config import load_config
+
+    embedder = default_embedder()
+    if not embedder.available:
+        raise SystemExit(f"no embedder at {embedder.path}: run make install (or bootstrap)")
+    rate = load_config(None).drift.embedding_sample_rate
+    photos = photo_draws(images, seed=11)  # real photos of 320-960 px, as uploads
+    embedder.rows(photos[:2])  # opens the session
+    rounds: dict[str, list[float]] = {"one at a time": [], f"batches of {RUN_BATCH}": []}
+    for _ in range(3):
+        started = time.perf_counter()
+        for image in photos:
+            embedder.rows([image])
+        rounds["one at a time"].append((time.perf_counter() - started) / images * 1e3)
+        started = time.perf_counter()
+        embedder.rows(photos)
+        rounds[f"batches of {RUN_BATCH}"].append((time.perf_counter() - started) / images * 1e3)
+    started = time.perf_counter()
+    for image in photos:
+        image_features(image)
+    features_ms = (time.perf_counter() - started) / images * 1e3
+    print(f"{images} photos, median of 3 rounds, 1 ONNX Runtime thread")
+    print("\n| embedding | ms per image |")
+    print("|---|---|")
+    for name, values in rounds.items():
+        print(f"| {name} | {statistics.median(values):.1f} |")
+    per_image = statistics.median(rounds["one at a time"])
+    print(
+        f"\ncapture thread per captured request: features {features_ms:.1f} ms + embedding "
+        f"{per_image:.1f} ms x sample rate {rate:g} = {features_ms + per_image * rate:.1f} ms "
+        f"(embedding share {per_image * rate:.1f} ms); none of it on the request path"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=15.0)
@@ -40,7 +87,16 @@ def main() -> None:
         metavar="FIELD=VALUE",
         help="drift setting for both arms, e.g. --drift monitor_nice=0 (repeatable)",
     )
+    ap.add_argument(
+        "--embedding-only",
+        action="store_true",
+        help="no platform: ms per embedding on this CPU, and its cost at the sample rate",
+    )
+    ap.add_argument("--images", type=int, default=64, help="photos for --embedding-only")
     args = ap.parse_args()
+    if args.embedding_only:
+        embedding_cost(args.images)
+        return
     overrides = dict(item.split("=", 1) for item in args.drift)
 
     import ray

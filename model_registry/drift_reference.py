@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,11 @@ def freeze_reference(
     features: int,
     replace: bool,
     upload: Upload,
+    meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Upload ``frame`` (a pandas DataFrame of feature rows) as the next reference artifact of
-    ``info``'s run; returns the record the caller stores as the version's reference tag."""
+    ``info``'s run; returns the record the caller stores as the version's reference tag, with
+    ``meta`` (how the rows were chosen, when the next window starts) merged in."""
     current = info.tags.get(TAG_REFERENCE)
     if current and not replace:
         raise BadRequest(f"{info.ref} already has a frozen drift reference; replace=True")
@@ -61,6 +63,7 @@ def freeze_reference(
         "source": source,
         "features": int(features),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(meta or {}),
     }
 
 

@@ -176,12 +176,19 @@ class MlflowModelStore(ModelStore):
         source: str,
         features: int = 1,
         replace: bool = False,
+        meta: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Freeze ``frame`` (a pandas DataFrame of feature rows) as the drift reference of
         ``name`` v``version``; an existing one is only replaced on request."""
         info = self.get(ModelRef(name, version=version))
         record = freeze_reference(
-            info, frame, source=source, features=features, replace=replace, upload=self._upload
+            info,
+            frame,
+            source=source,
+            features=features,
+            replace=replace,
+            upload=self._upload,
+            meta=meta,
         )
         value = json.dumps(record)
         with self._translate():

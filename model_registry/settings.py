@@ -68,5 +68,11 @@ class RegistryRef:
         return Path(self.data_dir)
 
     @property
+    def cache_path(self) -> Path:
+        """The cache dir as :func:`cache_dir` resolves it, for this data dir."""
+        override = os.environ.get(ENV_CACHE_DIR)
+        return Path(override) if override else Path(self.data_dir) / "cache"
+
+    @property
     def models_dir(self) -> Path:
         return Path(self.data_dir) / "models"

@@ -291,6 +291,7 @@ class ModelStore(ABC):
         source: str,
         features: int = 1,
         replace: bool = False,
+        meta: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Freeze a drift reference (DataFrame of feature rows) with ``name`` v``version``;
         ``features`` is the version of the feature definitions that computed it."""

@@ -140,12 +140,16 @@ def evaluation_reference(
 
     import pandas as pd
 
+    from drift.embeddings import default_embedder
     from drift.reference import build_reference
     from model_registry.settings import cache_dir
     from model_registry.store import hash_dir
 
     key = hashlib.sha256(json.dumps(hash_dir(model_dir), sort_keys=True).encode()).hexdigest()
-    cached = cache_dir() / "references" / f"{task}-v{FEATURES_VERSION}-{key[:24]}.parquet"
+    # A reference built while the cache had no embedder lacks its emb_ columns: a separate
+    # entry, so it is not reused once the embedder exists.
+    embedded = "-emb" if default_embedder().available else ""
+    cached = cache_dir() / "references" / f"{task}-v{FEATURES_VERSION}{embedded}-{key[:24]}.parquet"
     if cached.is_file():
         return pd.read_parquet(cached)
     frame = build_reference(load_model(model_dir, runtime_spec).predict, task)

@@ -164,6 +164,14 @@ class DriftSpec(Strict):
 
     enabled: bool = True
     sample_rate: float = Field(default=1.0, ge=0, le=1, description="Share of requests captured.")
+    embedding_sample_rate: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="Share of captured requests whose image (a clip's middle frame) is also "
+        "embedded for drift (EfficientNet-Lite0, ~10 ms of the capture thread's CPU each, never "
+        "on the request path); 0 disables embeddings.",
+    )
     capture_queue: int = Field(
         default=256, ge=1, description="Requests waiting for feature extraction per ingress."
     )

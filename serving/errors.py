@@ -184,6 +184,19 @@ class NoReference(CanaryError):
     code = "no_drift_reference"
 
 
+class InvalidBaseline(InvalidInput):
+    """A baseline request that cannot be met as asked (bad source, no images in the folder)."""
+
+    code = "invalid_baseline"
+
+
+class NotEnoughBaselineRows(CanaryError):
+    """Too few rows to freeze a baseline from: a reference needs as many as a report does."""
+
+    status_code = 409
+    code = "not_enough_baseline_rows"
+
+
 # --- access control, overload, timeouts, audit ---------------------------------------------
 
 

@@ -147,6 +147,14 @@ _SPECS: dict[str, tuple[str, str, str, tuple[str, ...], list[float] | None]] = {
         ("model", "version", "feature"),
         None,
     ),
+    "drift_group_drifted": (
+        "gauge",
+        "drift_group_drifted",
+        "1 if the group (input, prediction, embedding) drifted in the latest reference "
+        "report, else 0.",
+        ("model", "version", "group"),
+        None,
+    ),
     "drift_rows": (
         "counter",
         "drift_rows_total",
@@ -231,6 +239,8 @@ def observe_drift(kind: str, data: dict[str, Any]) -> None:
         base = {"model": data["model"], "version": str(data["version"])}
         _set_gauge("drift_share", verdict["drift_share"], {**base, "kind": data["kind"]})
         if data["kind"] == "reference":
+            for group, share in verdict.get("group_shares", {}).items():
+                _set_gauge("drift_group_drifted", float(share > 0), {**base, "group": group})
             for f in verdict["features"]:
                 if f["score"] is not None:
                     _set_gauge(

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from drift.embeddings import Embedder, default_embedder
 from drift.reference.photos import photo_draws
 from drift.rows import input_row, input_size, prediction_row
 
@@ -152,13 +153,30 @@ def build_reference(
     n = rows if rows is not None else DEFAULT_ROWS[task]
     if n < 1:
         raise ValueError(f"rows has value {n!r}. Expected at least 1.")
-    pairs = evaluation_inputs(task, n, seed)
+    return reference_rows(predict, task, evaluation_inputs(task, n, seed), batch_size=batch_size)
+
+
+def reference_rows(
+    predict: Callable[[list[Any]], list[Any]],
+    task: str,
+    pairs: list[tuple[Any, Any]],
+    *,
+    batch_size: int = 8,
+    embedder: Embedder | None = None,
+) -> pd.DataFrame:
+    """Run ``predict`` on (pipeline input, model input) ``pairs``; one feature row per input,
+    the same columns live capture writes (``drift.rows``). Every row gets its embedding when
+    the embedder (default: the cache's) is available; live capture embeds only a sample."""
+    embedder = embedder if embedder is not None else default_embedder()
     kind = TASK_OUTPUT_KIND[task]
     out: list[dict[str, Any]] = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         outputs = predict([model_input for _, model_input in chunk])
-        for (value, _), output in zip(chunk, outputs, strict=True):
+        embedded = embedder.rows([value for value, _ in chunk])
+        for (value, _), output, emb in zip(chunk, outputs, embedded, strict=True):
             preds = [output] if kind == "actions" else output
-            out.append({**input_row(value), **prediction_row(kind, preds, input_size(value))})
+            out.append(
+                {**input_row(value), **emb, **prediction_row(kind, preds, input_size(value))}
+            )
     return pd.DataFrame(out)

@@ -25,16 +25,28 @@ Wasserstein distances, both from scipy; a unit test checks it), so the seeded tr
 Evidently to run thousands of comparisons in seconds, hold for the reports. For labels Evidently's
 chi-square compares the current counts with the reference's proportions; :func:`score` uses the
 two-sample contingency test.
+
+**Embeddings** (``emb_`` columns, :mod:`drift.embeddings`) are one hypothesis, not 32: the
+MMD permutation test of :mod:`drift.statistics.mmd` between the rows that carry an embedding on
+each side, judged only when both sides have ``MIN_EMBEDDED_ROWS`` of them (live capture embeds a
+sample of rows). Its p-value joins Holm's correction with the per-feature tests, so the
+family, embedding included, still errs at most ``ALPHA`` per report; it is reported as the
+feature ``embedding`` and the group ``embedding``. With large samples it counts in the ``k`` of
+the distances' Bonferroni level, and is held to Holm with the labels' p-values, as they are.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from drift.embeddings import EMB_PREFIX
+from drift.statistics.mmd import mmd_test
 
 ALPHA = 0.01
 LARGE_SAMPLE = 1000
@@ -44,6 +56,10 @@ CALIBRATION_DRAWS = 200
 KS = "K-S p_value"
 CHI_SQUARE = "chi-square p_value"
 WASSERSTEIN = "Wasserstein distance (normed)"
+MMD = "MMD permutation p_value"
+EMBEDDING = "embedding"  # the embedding hypothesis' name, and its group's
+MIN_EMBEDDED_ROWS = 20
+MIN_PERMUTATIONS = 500
 # Evidently's method ids for the same tests (``DataDriftPreset(per_column_method=...)``).
 EVIDENTLY_METHODS = {KS: "ks", CHI_SQUARE: "chisquare", WASSERSTEIN: "wasserstein"}
 
@@ -93,9 +109,14 @@ def feature_columns(
 ) -> list[str]:
     """Columns both frames share (not in ``skip``; only those starting with ``prefix`` when
     given) with a value on each side: a column with none (no detection ever: NaN confidences)
-    says nothing."""
+    says nothing. Embedding columns are never among them: they are tested together
+    (:func:`embedding_hypothesis`)."""
     left_out = set(skip)
-    cols = [c for c in reference.columns if c in current.columns and c not in left_out]
+    cols = [
+        c
+        for c in reference.columns
+        if c in current.columns and c not in left_out and not str(c).startswith(EMB_PREFIX)
+    ]
     if prefix is not None:
         cols = [c for c in cols if c.startswith(prefix)]
     return [c for c in cols if reference[c].notna().any() and current[c].notna().any()]
@@ -173,6 +194,46 @@ def holm(p_values: Sequence[float], alpha: float) -> tuple[list[bool], list[floa
     return rejected, levels
 
 
+def permutations_for(k: int, alpha: float) -> int:
+    """Permutations for the embedding test in a family of ``k``: a permutation p-value is at
+    least ``1 / (1 + permutations)``, and Holm's first step asks for less than ``alpha / k``;
+    twice as many as that floor needs keeps a clear shift rejectable."""
+    return max(MIN_PERMUTATIONS, math.ceil(2 * max(1, k) / alpha))
+
+
+def embedded(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The rows of ``frame`` that carry every embedding column (live capture embeds a sample)."""
+    return frame[list(columns)].dropna().to_numpy(dtype=float)
+
+
+def embedding_hypothesis(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    family: int,
+    alpha: float = ALPHA,
+    seed: int = 0,
+) -> tuple[str, str, float] | None:
+    """The embedding group as one (name, method, p-value) hypothesis of a family of ``family``,
+    or None when either side has fewer than ``MIN_EMBEDDED_ROWS`` embedded rows."""
+    if not columns:
+        return None
+    ref, cur = embedded(reference, columns), embedded(current, columns)
+    if min(len(ref), len(cur)) < MIN_EMBEDDED_ROWS:
+        return None
+    result = mmd_test(ref, cur, permutations=permutations_for(family, alpha), seed=seed)
+    return (EMBEDDING, MMD, result.p_value)
+
+
+def group_members(names: Iterable[str], columns: Iterable[str]) -> list[str]:
+    """The judged ``names`` that belong to a group of ``columns``: the columns themselves, and
+    the ``embedding`` hypothesis for a group of embedding columns."""
+    cols = set(columns)
+    has_embedding = any(str(c).startswith(EMB_PREFIX) for c in cols)
+    return [n for n in names if n in cols or (n == EMBEDDING and has_embedding)]
+
+
 def judge(
     scored: Sequence[tuple[str, str, float]],
     thresholds: Mapping[str, float],
@@ -180,8 +241,9 @@ def judge(
     alpha: float = ALPHA,
     groups: Mapping[str, Sequence[str]] | None = None,
 ) -> Judgement:
-    """The family rule over (name, method, score) triples: Holm over the p-values; distances
-    against their calibrated ``thresholds`` (already at the Bonferroni level)."""
+    """The family rule over (name, method, score) triples: Holm over the p-values (the
+    embedding hypothesis among them); distances against their calibrated ``thresholds``
+    (already at the Bonferroni level)."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha has value {alpha!r}. Expected 0 < alpha < 1.")
     tested = [s for s in scored if s[1] != WASSERSTEIN]
@@ -197,19 +259,26 @@ def judge(
             out.append(Judged(name, method, value, level, drifted))
     shares: dict[str, float] = {}
     for gname, cols in (groups or {}).items():
-        members = [f for f in out if f.name in set(cols)]
+        names = set(group_members([f.name for f in out], cols))
+        members = [f for f in out if f.name in names]
         if members:
             shares[gname] = sum(f.drifted for f in members) / len(members)
     return Judgement(tuple(out), alpha, shares)
 
 
 def plan(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str], alpha: float = ALPHA
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    alpha: float = ALPHA,
+    *,
+    extra: int = 0,
 ) -> tuple[dict[str, str], dict[str, float]]:
     """Per column: the method for these sample sizes, and for distances the calibrated
-    threshold (computed on the reference rows only)."""
+    threshold (computed on the reference rows only). ``extra`` hypotheses (the embedding's)
+    count in the family's size."""
     methods, thresholds = {}, {}
-    k = max(1, len(columns))
+    k = max(1, len(columns) + extra)
     for col in columns:
         ref, cur = reference[col].dropna(), current[col].dropna()
         methods[col] = method_for(len(ref), len(cur), is_numeric(reference[col]))
@@ -225,9 +294,16 @@ def decide(
     *,
     alpha: float = ALPHA,
     groups: Mapping[str, Sequence[str]] | None = None,
+    embedding: Sequence[str] = (),
 ) -> Judgement:
-    """Score and judge every column with scipy alone (what the seeded trials and the benchmark
-    run: no Evidently report, so thousands of comparisons take seconds)."""
-    methods, thresholds = plan(reference, current, columns, alpha)
+    """Score and judge every column, and the ``embedding`` columns as one hypothesis, with
+    scipy and numpy alone (what the seeded trials and the benchmark run: no Evidently report,
+    so thousands of comparisons take seconds)."""
+    columns = [c for c in columns if not str(c).startswith(EMB_PREFIX)]
+    hypothesis = embedding_hypothesis(
+        reference, current, embedding, family=len(columns) + 1, alpha=alpha
+    )
+    extra = [hypothesis] if hypothesis is not None else []
+    methods, thresholds = plan(reference, current, columns, alpha, extra=len(extra))
     scored = [(c, methods[c], score(reference[c], current[c], methods[c])) for c in columns]
-    return judge(scored, thresholds, alpha=alpha, groups=groups)
+    return judge([*scored, *extra], thresholds, alpha=alpha, groups=groups)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from model_registry.manifest import MANIFEST_FILE
+from model_registry.references.embedder import embedder_file, ensure_embedder
 from model_registry.settings import cache_dir
 from model_registry.store import CHAMPION, ModelStore
 
@@ -133,6 +134,11 @@ def bootstrap(
     """Register every reference model whose name has no version yet; returns what it did."""
     from model_registry.validate import register_checked
 
+    # Drift references embed every row (drift.embeddings): the embedder must exist before the
+    # first reference is computed, or that (cached) reference would lack its emb_ columns.
+    if progress and not embedder_file().is_file():
+        progress("drift embedder: building")
+    ensure_embedder()
     existing = {name: len(vs) for name, vs in store.list_models().items()}
     fresh = {r.name for r in references(licenses)} - set(existing)
     done: list[str] = []

@@ -12,6 +12,7 @@ import typer
 
 from serving.errors import CanaryError
 
+# With auth on, every command sends ``CANARYSERVE_API_KEY`` (an operator or admin key).
 URL_OPTION = typer.Option(
     "http://127.0.0.1:8000", "--url", envvar="CANARYSERVE_URL", help="canaryserve base URL."
 )
@@ -24,10 +25,16 @@ def fail(e: CanaryError) -> NoReturn:
 
 def api(method: str, url: str, path: str, **kw: Any) -> Any:
     """One request to a running canaryserve; its JSON body, or the command ends (exit 2)."""
+    import os
+
     import httpx
 
+    key = os.environ.get("CANARYSERVE_API_KEY")
+    if key:  # a platform with auth on: the caller's key, as any client would send it
+        kw["headers"] = {"Authorization": f"Bearer {key}", **kw.get("headers", {})}
+    kw.setdefault("timeout", 60)
     try:
-        r = httpx.request(method, f"{url}{path}", timeout=60, **kw)
+        r = httpx.request(method, f"{url}{path}", **kw)
     except httpx.HTTPError as e:
         typer.secho(f"error: could not reach {url}: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None

@@ -11,9 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
+from drift.reference.baseline import BaselineRequest
 from serving.access import admin, list_keys
-from serving.errors import InvalidInput
+from serving.errors import InvalidBaseline, InvalidInput, UnknownModel, validation_lines
 from serving.http.bodies import json_body
 from serving.http.services import Services
 
@@ -69,6 +71,47 @@ def admin_routes(svc: Services) -> APIRouter:
             svc.controller.call(action, rollout_id, actor),
         )
         return out
+
+    @router.post(
+        "/v1/drift/baselines",
+        summary="Freeze a version's drift reference from its live traffic or a folder of images.",
+        status_code=201,
+    )
+    async def drift_baseline(request: Request) -> JSONResponse:
+        who = gate.access(request, "operator")
+        body = await json_body(request, "the baseline request")
+        if not isinstance(body, dict):
+            raise InvalidBaseline(
+                'the body must be a JSON object like {"model": "detector", "rows": 500}'
+            )
+        if body.get("source") == "dir":
+            # A folder is read on the platform's machine: that takes the admin role, as
+            # registering a model directory does; traffic baselines are an operator's call.
+            who = gate.access(request, "admin")
+        model = body.get("model")
+        if not isinstance(model, str) or model not in svc.config.models:
+            raise UnknownModel(
+                f"model {model!r} is not served; models: {sorted(svc.config.models)}"
+            )
+        if body.get("version") is None:
+            route = svc.plane.canary.routes.get(model)
+            if route is None or route.champion is None:
+                raise InvalidBaseline(f"{model} has no champion; give a version")
+            body = {**body, "version": route.champion}
+        try:
+            baseline = BaselineRequest.model_validate(body)
+        except ValidationError as e:
+            raise InvalidBaseline("; ".join(validation_lines(e))) from None
+        target = f"{baseline.model}/{baseline.version}"
+        out = await gate.audited(
+            gate.actor(request, who),
+            "drift.baseline",
+            target,
+            svc.monitor.direct("baseline", baseline),
+            done_detail=lambda out: {"reference": out["reference"].get("n")},
+            body=baseline.model_dump(exclude_none=True),
+        )
+        return JSONResponse(out, status_code=201)
 
     @router.get("/v1/keys", summary="API keys (names, roles, ids; never secrets or hashes).")
     async def keys_list(request: Request) -> dict[str, Any]:

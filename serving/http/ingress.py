@@ -20,6 +20,7 @@ from ray import serve
 from deployments.base import deployment_name
 from drift.actor import get_monitor
 from drift.capture import CaptureQueue
+from drift.embeddings import default_embedder
 from model_registry.mlflow_store import MlflowModelStore
 from model_registry.settings import RegistryRef
 from serving.audit import AuditWriter, open_store
@@ -60,6 +61,8 @@ class Ingress:
                 batch_size=spec.batch_size,
                 flush_interval_s=spec.flush_interval_s,
                 sample_rate=spec.sample_rate,
+                embedder=default_embedder(registry.cache_path),
+                embedding_sample_rate=spec.embedding_sample_rate,
             )
         audit = None
         if config.audit.enabled:
@@ -156,11 +159,15 @@ class ActorLink:
 
     async def call(self, method: str, *args: Any, **kw: Any) -> Any:
         """A method of the actor's target; our own errors come back as they were raised."""
+        return await self.direct("call", method, *args, **kw)
+
+    async def direct(self, method: str, *args: Any, **kw: Any) -> Any:
+        """A method of the actor itself (one that manages its own locking)."""
         actor = await self.get()
         if actor is None:
             raise ServiceUnavailable(f"the {self._what} is not running")
         try:
-            return await actor.call.remote(method, *args, **kw)
+            return await getattr(actor, method).remote(*args, **kw)
         except Exception as e:
             reraise_cause(e)
             self.handle = None

@@ -91,7 +91,15 @@ def observability_routes(svc: Services) -> APIRouter:
         )
         return {"reports": reports}
 
-    @router.post("/v1/drift/reports", summary="Run a drift report now.", status_code=201)
+    @router.post(
+        "/v1/drift/reports",
+        summary="Run a drift report now.",
+        description="The newest live rows of the version (default: the champion) captured "
+        "since its reference was frozen, against that reference. 201 with the report; its "
+        "`status` is `no_drift`, `drift`, `insufficient_data` (too few rows on a side) or "
+        "`no_reference` (no reference for the current feature set: freeze a baseline).",
+        status_code=201,
+    )
     async def drift_report_now(request: Request) -> JSONResponse:
         gate.access(request, "operator")
         try:

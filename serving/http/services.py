@@ -22,6 +22,10 @@ class ActorCalls(Protocol):
         """A method of the singleton actor's target (ServiceUnavailable if it is down)."""
         ...
 
+    async def direct(self, method: str, *args: Any, **kw: Any) -> Any:
+        """A method of the actor itself, e.g. the monitor's ``baseline``."""
+        ...
+
 
 @dataclass(frozen=True)
 class Services:

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 PREDICTION_DRIFT = "prediction_drift"  # the check that judges this evidence (drift/check.py)
-DriftStatus = Literal["no_drift", "drift", "insufficient_data"]
+DriftStatus = Literal["no_drift", "drift", "insufficient_data", "no_reference"]
 
 
 class DriftComparison(BaseModel):
@@ -27,14 +27,17 @@ class DriftComparison(BaseModel):
     status: DriftStatus
     drift_share: float = Field(description="Share of compared features that drifted, in [0, 1].")
     drifted_features: tuple[str, ...] = ()
+    drifted_groups: tuple[str, ...] = Field(
+        default=(), description="Which part of the row moved: input, prediction, embedding."
+    )
     reference_rows: int = Field(ge=0)
     current_rows: int = Field(ge=0)
     against: str = Field(default="", description="What the window was compared against.")
 
     @property
     def judged(self) -> bool:
-        """Whether it reached a verdict (enough rows on both sides)."""
-        return self.status != "insufficient_data"
+        """Whether it reached a verdict (enough rows on both sides, and a reference)."""
+        return self.status not in ("insufficient_data", "no_reference")
 
 
 class DriftEvidence(BaseModel):

@@ -32,6 +32,9 @@ class NoActor:
     async def call(self, method: str, *args: Any, **kw: Any) -> Any:
         raise ServiceUnavailable(f"the {self.what} is not running")
 
+    async def direct(self, method: str, *args: Any, **kw: Any) -> Any:
+        raise ServiceUnavailable(f"the {self.what} is not running")
+
 
 def no_registry() -> Any:
     raise AssertionError("no registry in this test")
