@@ -86,6 +86,8 @@ def test_sequentially_windows_without_a_verdict_count_for_nothing() -> None:
 
 def test_sequentially_a_window_counts_once_at_its_close_not_at_every_look() -> None:
     looks = _windows(["drift"] * 5, close=False)
+    detail = "challenger vs champion (paired): drifted pred_count (40 rows); report rep-0"
+    assert looks[0] == CheckResult("prediction_drift", None, None, 0.5, detail)
     assert all(r.passed is None and r.evidence is None for r in looks)
     (closed,) = _windows(["drift"])
     assert closed.evidence is not None and closed.evidence.challenger_requests == 1

@@ -167,3 +167,26 @@ def test_latency_quantile_holds_its_level_and_catches_a_slower_challenger() -> N
         caught += check.evaluate(stats, lenient, 20).passed is False
     assert false_alarms / 200 <= 0.02
     assert caught / 200 >= 0.8
+
+
+def test_latency_quantile_splits_alpha_over_its_quantiles() -> None:
+    """15 of 20 challenger calls above the champion's median bound: P(Bin(20, 1/2) >= 15) is
+    0.021, under alpha (0.02) times 3 but not under alpha / 3 / 2, the level each quantile's
+    sign test gets; the p90 sees none of them above its bound."""
+    champion = ArmStats()
+    for i in range(1, 201):
+        champion.record(float(i))
+    challenger = ArmStats()
+    for ms in [150.0] * 15 + [50.0] * 5:
+        challenger.record(ms)
+    got = evaluate("latency_quantile", WindowStats(champion=champion, challenger=challenger), 1.0)
+    assert got.name == "latency_quantile" and got.threshold == 1.0
+    assert got.passed is True, got.detail
+    assert got.detail.startswith("p50: 15/20 over 1 x ") and "; p90: 0/20" in got.detail
+
+
+def test_a_check_s_own_sample_floor_overrides_the_rollout_s() -> None:
+    stats = WindowStats(champion=arm(10, ms=10.0), challenger=arm(10, ms=12.0))
+    got = evaluate("latency_p99_ratio", stats, 2.0, min_samples=5)
+    assert got.passed is True and got.value == pytest.approx(1.2)
+    assert evaluate("latency_p99_ratio", stats, 2.0).passed is None  # 10 of the rollout's 20
