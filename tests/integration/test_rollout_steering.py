@@ -90,6 +90,11 @@ def test_a_storm_of_pinned_bad_requests_leaves_the_rollout_and_its_breaker_alone
             first = wait_for(
                 lambda: _windows(client, rid, started), timeout=120, what="a window judged"
             )
+            # Honest traffic stays on for 3 s of the window open now: a window short of either
+            # arm's min_requests stays open (up to progress_deadline) and would take the storm
+            # of step 2 in with it.
+            opened = max(e["ts"] for e in _windows(client, rid, started))
+            time.sleep(max(0.0, opened + 3.0 - time.time()))
         assert {p.status_code for p in pinned} == {422}
         assert {p.json()["error"]["code"] for p in pinned} == {"invalid_input"}
         # Served and audited as the challenger's answers ...
