@@ -31,8 +31,8 @@ from serving.config import PlatformConfig, load_config
 from serving.errors import ConfigError, UnknownModelVersion
 from serving.http.ingress import Ingress
 from serving.pipelines.spec import check_keypoint_layouts
-from serving.rollouts.actor import ensure_controller
 from serving.rollouts.checks import Check, register_check
+from serving.rollouts.controller.actor import ensure_controller
 from serving.rollouts.offline import OfflineAccuracyCheck
 
 log = logging.getLogger("canaryserve.app")

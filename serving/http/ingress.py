@@ -33,7 +33,7 @@ from serving.http.app import build_app
 from serving.http.gate import Gate
 from serving.http.services import Services
 from serving.inference import CanaryState, DataPlane, Reconciler
-from serving.rollouts.actor import get_controller
+from serving.rollouts.controller.actor import get_controller
 
 log = logging.getLogger("canaryserve.ingress")
 

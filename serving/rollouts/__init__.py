@@ -22,13 +22,6 @@ config, errors, metrics, ``model_registry`` and ``deployments``; never ``drift``
 layer, the data plane, app assembly or the CLI.
 """
 
-from serving.rollouts.actor import (
-    CONTROLLER_NAME,
-    RolloutController,
-    VersionDeployer,
-    ensure_controller,
-    get_controller,
-)
 from serving.rollouts.checks import (
     ArmStats,
     Check,
@@ -38,6 +31,14 @@ from serving.rollouts.checks import (
     get_check,
     register_check,
 )
+from serving.rollouts.controller.actor import (
+    CONTROLLER_NAME,
+    RolloutController,
+    VersionDeployer,
+    ensure_controller,
+    get_controller,
+)
+from serving.rollouts.controller.store import RolloutStore
 from serving.rollouts.evidence import (
     PREDICTION_DRIFT,
     DriftComparison,
@@ -48,7 +49,6 @@ from serving.rollouts.machine import Action, Event, Rollout
 from serving.rollouts.manager import ACTIVE_ROUTE_STATES, Deployer, RolloutManager
 from serving.rollouts.spec import CheckSpec, RolloutSpec, parse_duration, parse_rollout_spec
 from serving.rollouts.stats import RolloutStats
-from serving.rollouts.store import RolloutStore
 
 __all__ = [
     "ACTIVE_ROUTE_STATES",

@@ -2,7 +2,7 @@
 
 ``RolloutManager`` is plain Python: its collaborators are injected (a rollout store, the model
 registry, a :class:`Deployer`, a clock and a drift source), so its behaviour is testable
-without Ray. The Ray actor around it is in ``serving.rollouts.actor``.
+without Ray. The Ray actor around it is in ``serving.rollouts.controller.actor``.
 
 Source of truth: MLflow aliases say what is champion and challenger; the rollout store says how
 far each rollout got (step, weight, failed checks, events). The ingress reads both every few
@@ -28,12 +28,12 @@ from serving.errors import CanaryError, InvalidRolloutSpec
 from serving.pipelines.spec import PipelineSpec
 from serving.rollouts import machine as sm
 from serving.rollouts.checks import WindowStats
+from serving.rollouts.controller.store import RolloutStore
 from serving.rollouts.evidence import PREDICTION_DRIFT, DriftSource
 from serving.rollouts.offline import OfflineSource
 from serving.rollouts.pairing import check_challenger_pairing
 from serving.rollouts.spec import parse_rollout_spec
 from serving.rollouts.stats import RolloutStats
-from serving.rollouts.store import RolloutStore
 
 log = logging.getLogger("canaryserve.controller")
 ACTIVE_ROUTE_STATES = ("shadow", "progressing", "paused")

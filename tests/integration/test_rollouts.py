@@ -300,7 +300,7 @@ def test_controller_restart_mid_rollout_resumes(
 ) -> None:
     import ray
 
-    from serving.rollouts.actor import get_controller
+    from serving.rollouts.controller.actor import get_controller
 
     other = _register_rebuild(store, tmp_path, "rebuilt-restart")  # it may promote
     with Traffic(base_url) as traffic:

@@ -18,9 +18,9 @@ from serving.rollouts.checks import (
     get_check,
     register_check,
 )
+from serving.rollouts.controller.store import RolloutStore
 from serving.rollouts.manager import RolloutManager
 from serving.rollouts.spec import CheckSpec
-from serving.rollouts.store import RolloutStore
 from tests.unit.model_registry.conftest import migrated_db, store
 from tests.unit.model_registry.test_validate import write_detector_dir
 

@@ -17,18 +17,19 @@ from pydantic import ValidationError
 from deployments.base import ModelBinding
 from model_registry.settings import RegistryRef
 from serving.config import PlatformConfig, load_config
-from serving.rollouts import actor, checks
-from serving.rollouts.actor import (
+from serving.rollouts import checks
+from serving.rollouts.checks import CheckResult, WindowStats, register_check
+from serving.rollouts.controller import actor
+from serving.rollouts.controller.actor import (
     CONTROLLER_NAME,
     RolloutController,
     VersionDeployer,
     ensure_controller,
     get_controller,
 )
-from serving.rollouts.checks import CheckResult, WindowStats, register_check
+from serving.rollouts.controller.store import RolloutStore
 from serving.rollouts.machine import start
 from serving.rollouts.spec import CheckSpec, parse_rollout_spec
-from serving.rollouts.store import RolloutStore
 
 
 @dataclass

@@ -9,9 +9,9 @@ import pytest
 
 from serving.canary.records import RolloutRecord
 from serving.errors import RolloutConflict
+from serving.rollouts.controller.store import RolloutStore
 from serving.rollouts.evidence import DriftEvidence
 from serving.rollouts.manager import RolloutManager
-from serving.rollouts.store import RolloutStore
 from tests.unit.serving.rollouts.conftest import SPEC, fail_the_first_step, traffic
 
 pytestmark = pytest.mark.usefixtures("prediction_drift")

@@ -37,27 +37,9 @@ def test_a_statistic_exactly_on_a_boundary_decides() -> None:
     assert step(blank, {}, upper, lower, A, B, ready=False, floor=9).decision is None
 
 
-def test_an_arm_without_calls_leaves_both_statistics_at_zero() -> None:
-    for champion, challenger in (((0, 0), (5, 0)), ((50, 1), (0, 0))):
-        ev = error_rate_sprt(
-            None,
-            "error_rate",
-            champion=champion,
-            challenger=challenger,
-            ratio=3.0,
-            threshold=0.05,
-            alpha=A,
-            beta=B,
-            floor=0,
-        )
-        assert (ev.statistic, ev.pass_statistic) == (0.0, 0.0)
-
-
-@pytest.mark.parametrize(("champion", "challenger"), [((1, 0), (5, 0)), ((100, 2), (1, 0))])
-def test_one_call_on_an_arm_is_already_evidence(
-    champion: tuple[int, int], challenger: tuple[int, int]
-) -> None:
-    ev = error_rate_sprt(
+def _first_window(champion: tuple[int, int], challenger: tuple[int, int]) -> Evidence:
+    """error_rate's evidence after one window (ratio 3, threshold 5 %, no floor)."""
+    return error_rate_sprt(
         None,
         "error_rate",
         champion=champion,
@@ -68,6 +50,19 @@ def test_one_call_on_an_arm_is_already_evidence(
         beta=B,
         floor=0,
     )
+
+
+def test_an_arm_without_calls_leaves_both_statistics_at_zero() -> None:
+    for champion, challenger in (((0, 0), (5, 0)), ((50, 1), (0, 0))):
+        ev = _first_window(champion, challenger)
+        assert (ev.statistic, ev.pass_statistic) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(("champion", "challenger"), [((1, 0), (5, 0)), ((100, 2), (1, 0))])
+def test_one_call_on_an_arm_is_already_evidence(
+    champion: tuple[int, int], challenger: tuple[int, int]
+) -> None:
+    ev = _first_window(champion, challenger)
     assert ev.statistic < 0 and ev.pass_statistic < 0
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from serving.rollouts.checks import ArmStats, CheckResult, WindowStats
+from serving.rollouts.controller.store import RolloutStore
 from serving.rollouts.ledger import undecided
 from serving.rollouts.machine import Rollout, activate, start, tick
 from serving.rollouts.manager import RolloutManager
 from serving.rollouts.sequential import Evidence
 from serving.rollouts.spec import parse_rollout_spec
-from serving.rollouts.store import RolloutStore
 from tests.unit.serving.rollouts.conftest import SPEC, detector_spec, traffic
 
 T0 = 1_700_000_000.0

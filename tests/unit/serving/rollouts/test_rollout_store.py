@@ -8,9 +8,9 @@ import pytest
 
 from serving.errors import InvalidRolloutTransition, RolloutConflict, UnknownRollout
 from serving.rollouts.checks import ArmStats, WindowStats
+from serving.rollouts.controller.store import RolloutStore
 from serving.rollouts.machine import Event, Rollout, abort, activate, pause, start, tick
 from serving.rollouts.spec import parse_rollout_spec
-from serving.rollouts.store import RolloutStore
 from tests.unit.serving.rollouts.test_rollout_machine import WINDOW_CHECKS
 
 T0 = 1_700_000_000.0

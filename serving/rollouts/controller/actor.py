@@ -28,9 +28,9 @@ from serving.cluster.actors import TickingActor, ensure_actor, get_actor
 from serving.cluster.versions import LocalVersionApps, VersionApps, binding
 from serving.config import PlatformConfig
 from serving.rollouts.checks import Check, register_check
+from serving.rollouts.controller.store import RolloutStore
 from serving.rollouts.evidence import DriftSource
 from serving.rollouts.manager import RolloutManager
-from serving.rollouts.store import RolloutStore
 
 log = logging.getLogger("canaryserve.controller")
 CONTROLLER_NAME = "canaryserve-rollouts"
