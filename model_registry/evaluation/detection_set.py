@@ -282,17 +282,29 @@ def _mask(source: str, box: Box) -> np.ndarray:
     return alpha
 
 
-def _paste(canvas: np.ndarray, person: Person, box: Box, size: tuple[int, int]) -> None:
+def sprite(
+    source: str, cut: str, size: tuple[int, int], flip: bool = False, box: Box | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A person from photo ``source`` at ``size`` (w, h): float32 RGB and its alpha in [0, 1].
+
+    ``cut`` is ``cutout`` (the GrabCut mask) or ``crop`` (the whole truth rectangle); ``box``
+    is the source truth box (default: :func:`source_boxes`)."""
     import cv2
 
+    box = box if box is not None else source_boxes()[source]
     x1, y1, x2, y2 = (int(v) for v in box)
-    source = photo(person.source)[y1:y2, x1:x2].astype(np.float32)
-    mask = _mask(person.source, box) if person.cut == "cutout" else np.ones(source.shape[:2])
-    interp = cv2.INTER_AREA if size[1] < source.shape[0] else cv2.INTER_LINEAR
-    sprite: np.ndarray = cv2.resize(source, size, interpolation=interp)
+    pixels = photo(source)[y1:y2, x1:x2].astype(np.float32)
+    mask = _mask(source, box) if cut == "cutout" else np.ones(pixels.shape[:2])
+    interp = cv2.INTER_AREA if size[1] < pixels.shape[0] else cv2.INTER_LINEAR
+    rgb: np.ndarray = cv2.resize(pixels, size, interpolation=interp)
     alpha: np.ndarray = cv2.resize(mask.astype(np.float32), size, interpolation=interp)
-    if person.flip:
-        sprite, alpha = sprite[:, ::-1], alpha[:, ::-1]
+    if flip:
+        rgb, alpha = rgb[:, ::-1], alpha[:, ::-1]
+    return rgb, alpha
+
+
+def _paste(canvas: np.ndarray, person: Person, box: Box, size: tuple[int, int]) -> None:
+    rgb, alpha = sprite(person.source, person.cut, size, person.flip, box)
     w, h = size
     cx1, cy1 = max(person.x, 0), max(person.y, 0)
     cx2, cy2 = min(person.x + w, WIDTH), min(person.y + h, HEIGHT)
@@ -301,9 +313,7 @@ def _paste(canvas: np.ndarray, person: Person, box: Box, size: tuple[int, int]) 
     sl = np.s_[cy1 - person.y : cy2 - person.y, cx1 - person.x : cx2 - person.x]
     a = alpha[sl][:, :, None]
     dst = canvas[cy1:cy2, cx1:cx2].astype(np.float32)
-    canvas[cy1:cy2, cx1:cx2] = np.clip(a * sprite[sl] + (1 - a) * dst + 0.5, 0, 255).astype(
-        np.uint8
-    )
+    canvas[cy1:cy2, cx1:cx2] = np.clip(a * rgb[sl] + (1 - a) * dst + 0.5, 0, 255).astype(np.uint8)
 
 
 def _check_person(scene: str, p: Person) -> None:
