@@ -25,6 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from deployments.images import EncodedImage, reduce_pow2
+
 EMB_PREFIX = "emb_"
 EMBEDDING_DIMS = 32
 # Fixed forever for a FEATURES_VERSION: a reference and a window must use the same projection.
@@ -66,6 +68,7 @@ def preprocess(images: Sequence[np.ndarray]) -> np.ndarray:
     for i, image in enumerate(images):
         if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) == 0:
             raise ValueError(f"Expected an HxWx3 RGB image, got shape {image.shape}.")
+        image = reduce_pow2(image)  # as a reduced JPEG decode (deployments.images)
         h, w = image.shape[:2]
         # 224 / 256 = 0.875: the crop share of the Lite models' evaluation recipe.
         scale = (INPUT_SIZE / 0.875) / min(h, w)
@@ -86,6 +89,8 @@ def embedding_image(value: Any) -> np.ndarray:
     """The image to embed for a request input: the image itself, or a clip's middle frame."""
     if isinstance(value, np.ndarray):
         image = value
+    elif isinstance(value, EncodedImage):
+        image = value.small()
     else:
         frames = getattr(value, "frames", None)
         if frames is None or len(frames) == 0:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from deployments.images import EncodedImage, image_size
 from deployments.types import ActionPrediction, Detection, TrackAction
 from drift.features import (
     action_features,
@@ -29,9 +30,12 @@ MODEL_OUTPUT_KINDS = ("detections", "frame_detections", "text", "actions")
 
 
 def input_row(value: Any) -> dict[str, float]:
-    """Image features of an RGB array, or clip features of anything with ``frames`` + ``fps``."""
+    """Image features of an RGB array or an encoded image (measured on its small decode, with
+    the original's size), or clip features of anything with ``frames`` + ``fps``."""
     if isinstance(value, np.ndarray):
         return image_features(value)
+    if isinstance(value, EncodedImage):
+        return image_features(value.small(), size=value.size)
     frames, fps = getattr(value, "frames", None), getattr(value, "fps", None)
     if frames is None or fps is None:
         raise TypeError(f"Expected an image array or a clip, got {type(value).__name__}.")
@@ -40,8 +44,7 @@ def input_row(value: Any) -> dict[str, float]:
 
 def input_size(value: Any) -> tuple[int, int]:
     """(width, height) of an image or of a clip's frames."""
-    image = value if isinstance(value, np.ndarray) else value.frames[0]
-    return int(image.shape[1]), int(image.shape[0])
+    return image_size(value if isinstance(value, np.ndarray | EncodedImage) else value.frames[0])
 
 
 def frame_detection_features(

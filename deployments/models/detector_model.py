@@ -16,6 +16,7 @@ original-image pixels and merged across crops with the decoder's own NMS.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deployments.images import EncodedImage
 from deployments.models import blazepose, yolo_pose
 from deployments.runtime import RuntimeInfo, RuntimeSpec, create_session
 from deployments.types import Detection, Keypoint
@@ -142,29 +144,34 @@ class DetectorModel:
         self.runtime: RuntimeInfo
         self.session, self.runtime = create_session(path, runtime_spec, list(manifest.runtimes))
         self.ort_calls = 0
+        self.stage_times: dict[str, float] = {}
         size = manifest.input.width
         self.anchors = blazepose.ssd_anchors(size) if self.post.decoder == "blazepose" else None
 
     # --- Model protocol --------------------------------------------------------------------
 
-    def predict(self, images: list[np.ndarray]) -> list[list[Detection]]:
+    def predict(self, images: list[np.ndarray | EncodedImage]) -> list[list[Detection]]:
         if not images:
             return []
+        t0 = time.perf_counter()
         w, h = self.manifest.input.width, self.manifest.input.height
         crops, metas, sizes = [], [], []
         for i, raw in enumerate(images):
-            image = _as_rgb(raw, i)
+            image = self._pixels(raw, i)
             ih, iw = image.shape[:2]
-            sizes.append((ih, iw))
-            windows = self.post.tiling.windows(iw, ih) if self.post.tiling else [(0, 0, iw, ih)]
-            for x1, y1, x2, y2 in windows:
+            oh, ow = (raw.height, raw.width) if isinstance(raw, EncodedImage) else (ih, iw)
+            sizes.append((oh, ow))
+            # A reduced decode's pixel -> the original's (1.0 for a full-size image).
+            grow = np.array([ow / iw, oh / ih, ow / iw, oh / ih])
+            for x1, y1, x2, y2 in self._windows(iw, ih):
                 canvas, scale, px, py = letterbox(image[y1:y2, x1:x2], w, h, self.pre.pad_value)
                 crops.append(canvas)
-                metas.append((i, scale, x1 - px / scale, y1 - py / scale))
+                metas.append((i, scale, x1 - px / scale, y1 - py / scale, grow))
         lo, hi = self.input_range
         batch = np.stack(crops).astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
         if self.manifest.input.layout == "NCHW":
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        t1 = time.perf_counter()
         try:
             outputs = self.session.run(self._output_names(), {self._input_name(): batch})
         except Exception as e:  # ORT raises its own types; callers see one platform error
@@ -174,15 +181,23 @@ class DetectorModel:
             ) from e
         finally:
             self.ort_calls += 1
+        t2 = time.perf_counter()
         found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in images]
-        for row, (i, scale, ox, oy) in enumerate(metas):
+        for row, (i, scale, ox, oy, grow) in enumerate(metas):
             boxes, scores, kps = self._decode([o[row] for o in outputs])
-            boxes = boxes / scale + np.array([ox, oy, ox, oy])
-            kps[..., :2] = kps[..., :2] / scale + np.array([ox, oy])
+            boxes = (boxes / scale + np.array([ox, oy, ox, oy])) * grow
+            kps[..., :2] = (kps[..., :2] / scale + np.array([ox, oy])) * grow[:2]
             found[i].append((boxes, scores, kps))
-        return [
+        out = [
             self._detections(parts, sizes[i], merge=len(parts) > 1) for i, parts in enumerate(found)
         ]
+        # Of this (the last) call: the replica exports them as stage latencies.
+        self.stage_times = {
+            "decode": t1 - t0,
+            "model": t2 - t1,
+            "postprocess": time.perf_counter() - t2,
+        }
+        return out
 
     def example_input(self) -> np.ndarray:
         """A 160x120 RGB image with a gradient and a bright figure-like block."""
@@ -229,6 +244,23 @@ class DetectorModel:
             )
 
     # --- internals -------------------------------------------------------------------------
+
+    def _windows(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        return (
+            self.post.tiling.windows(width, height) if self.post.tiling else [(0, 0, width, height)]
+        )
+
+    def _pixels(self, raw: Any, index: int) -> np.ndarray:
+        """An array as it is; an encoded image decoded at the largest DCT reduction that keeps
+        every crop at least as large as the model input it is letterboxed to."""
+        if not isinstance(raw, EncodedImage):
+            return _as_rgb(raw, index)
+        w, h = self.manifest.input.width, self.manifest.input.height
+        room = min(
+            max((x2 - x1) / w, (y2 - y1) / h)
+            for x1, y1, x2, y2 in self._windows(raw.width, raw.height)
+        )
+        return _as_rgb(raw.decode(room), index)
 
     def _input_name(self) -> str:
         return blazepose.INPUT_NAME if self.anchors is not None else yolo_pose.INPUT_NAME

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from deployments.images import as_array
 from deployments.models import ocr_det, ocr_rec
 from deployments.runtime import RuntimeSpec, create_session
 from deployments.types import TextLine
@@ -139,7 +140,9 @@ class OcrModel:
     # --- Model protocol --------------------------------------------------------------------
 
     def predict(self, inputs: list[Any]) -> list[list[TextLine]]:
-        images = [self._to_model_order(as_rgb_uint8(img, i)) for i, img in enumerate(inputs)]
+        images = [
+            self._to_model_order(as_rgb_uint8(as_array(img), i)) for i, img in enumerate(inputs)
+        ]
         if not images:
             return []
         quads = self._detect(images)

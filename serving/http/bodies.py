@@ -11,10 +11,10 @@ import asyncio
 import json
 from typing import Any
 
-import numpy as np
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
+from deployments.images import EncodedImage
 from serving.config import LimitsSpec
 from serving.errors import (
     BadRequest,
@@ -23,7 +23,7 @@ from serving.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from serving.http.media import decode_b64, decode_image, decode_video, frames_clip
+from serving.http.media import decode_b64, decode_video, encoded_image, frames_clip
 from serving.pipelines.ops import Clip
 
 # OpenAPI request bodies of the inference routes (FastAPI cannot infer them: the routes read
@@ -121,8 +121,8 @@ async def _upload_bytes(value: Any, field: str) -> bytes:
     raise InvalidInput(f"multipart field {field!r} is missing")
 
 
-async def read_image(request: Request, limits: LimitsSpec) -> tuple[np.ndarray, bytes]:
-    """Returns the decoded RGB image and the raw bytes it came from."""
+async def read_image(request: Request, limits: LimitsSpec) -> tuple[EncodedImage, bytes]:
+    """Returns the checked, still encoded image and the raw bytes it came from."""
     ctype = _content_type(request)
     _check_length(request, limits.max_image_bytes * 2)
     if ctype == "multipart/form-data":
@@ -151,8 +151,9 @@ async def read_image(request: Request, limits: LimitsSpec) -> tuple[np.ndarray, 
             f"content type {ctype!r} is not accepted for an image; use multipart/form-data, "
             "application/json or image/*"
         )
-    # Decoding is CPU work: off the event loop, so concurrent requests keep flowing.
-    return await asyncio.to_thread(decode_image, data, limits), data
+    # Only the header is read here (microseconds): the pixels are decoded by the replicas that
+    # use them, each at the size it needs (deployments.images).
+    return encoded_image(data, limits), data
 
 
 async def read_clip(request: Request, limits: LimitsSpec) -> tuple[Clip, bytes]:
@@ -221,7 +222,7 @@ class RequestInput:
         self._request = request
         self._limits = limits
 
-    async def image(self) -> tuple[np.ndarray, bytes]:
+    async def image(self) -> tuple[EncodedImage, bytes]:
         return await read_image(self._request, self._limits)
 
     async def clip(self) -> tuple[Clip, bytes]:

@@ -15,6 +15,7 @@ import tempfile
 import cv2
 import numpy as np
 
+from deployments.images import EncodedImage, to_rgb
 from serving.config import LimitsSpec
 from serving.errors import (
     EmptyBody,
@@ -22,7 +23,6 @@ from serving.errors import (
     InvalidBase64,
     PayloadTooLarge,
     TooManyFrames,
-    UndecodableImage,
     UndecodableVideo,
 )
 from serving.pipelines.ops import Clip
@@ -41,20 +41,22 @@ def decode_b64(text: object, field: str) -> bytes:
         raise InvalidBase64(f"field {field!r} is not valid base64") from None
 
 
-def image_pixels(data: bytes) -> int | None:
-    """Pixel count from the header only (None when the header can't be read)."""
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header only (None when the header can't be read)."""
     try:
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
-            return int(w) * int(h)
+            return int(w), int(h)
     except Exception:
         return None
 
 
-def decode_image(data: bytes, limits: LimitsSpec) -> np.ndarray:
-    """Bytes of an encoded image -> RGB uint8 array [H, W, 3]."""
+def encoded_image(data: bytes, limits: LimitsSpec) -> EncodedImage:
+    """Check an upload's bytes and header; its pixels stay encoded (decoded where used).
+
+    An image whose header does not give its size is decoded here, once, to check it."""
     if not data:
         raise EmptyBody("the image is empty (0 bytes)")
     if len(data) > limits.max_image_bytes:
@@ -63,34 +65,22 @@ def decode_image(data: bytes, limits: LimitsSpec) -> np.ndarray:
             size=len(data),
             limit=limits.max_image_bytes,
         )
-    pixels = image_pixels(data)
-    if pixels is not None and pixels > limits.max_image_pixels:
+    size = image_size(data)
+    if size is None:
+        arr = EncodedImage(data, 0, 0).decode()
+        size = (arr.shape[1], arr.shape[0])
+    if size[0] * size[1] > limits.max_image_pixels:
         raise ImageTooLarge(
-            f"image has {pixels} pixels; the limit is {limits.max_image_pixels} pixels",
-            pixels=pixels,
+            f"image has {size[0] * size[1]} pixels; the limit is {limits.max_image_pixels} pixels",
+            pixels=size[0] * size[1],
             limit=limits.max_image_pixels,
         )
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.size == 0:
-        raise UndecodableImage(
-            f"could not decode the {len(data)}-byte upload as an image (JPEG, PNG, BMP, WebP, TIFF)"
-        )
-    if arr.shape[0] * arr.shape[1] > limits.max_image_pixels:
-        raise ImageTooLarge(
-            f"image has {arr.shape[0] * arr.shape[1]} pixels; the limit is "
-            f"{limits.max_image_pixels} pixels"
-        )
-    return to_rgb(arr)
+    return EncodedImage(data, *size)
 
 
-def to_rgb(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype != np.uint8:
-        arr = cv2.normalize(arr, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)  # type: ignore[call-overload]
-    if arr.ndim == 2:
-        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
-    if arr.shape[2] == 4:
-        return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
-    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+def decode_image(data: bytes, limits: LimitsSpec) -> np.ndarray:
+    """Bytes of an encoded image -> RGB uint8 array [H, W, 3] (full size)."""
+    return encoded_image(data, limits).decode()
 
 
 def _fit(frame: np.ndarray, max_side: int) -> np.ndarray:

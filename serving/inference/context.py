@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from deployments.images import EncodedImage
 from serving.canary.split import RoutingDecision
 from serving.pipelines.ops import Clip
 
@@ -29,6 +30,8 @@ class RequestContext:
     # by default: a context that does not say so cannot probe a version under rollout.
     may_pin_challenger: bool = False
     started: float = field(default_factory=time.perf_counter)
+    # Seconds per ingress stage (parse, capture, audit, serialise), filled as the request goes.
+    stages: dict[str, float] = field(default_factory=dict)
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
@@ -38,8 +41,8 @@ class InputSource(Protocol):
     """The request body, read and decoded only when asked (after the routing decision, so an
     unknown model or pin is refused before a large body is read)."""
 
-    async def image(self) -> tuple[np.ndarray, bytes]:
-        """The decoded RGB image and the bytes it came from."""
+    async def image(self) -> tuple[np.ndarray | EncodedImage, bytes]:
+        """The image (checked, maybe still encoded: ``deployments.images``) and its bytes."""
         ...
 
     async def clip(self) -> tuple[Clip, bytes]:

@@ -71,8 +71,11 @@ def test_bad_shape_is_rejected_with_the_shape() -> None:
 def test_large_images_are_measured_at_a_fixed_scale_but_keep_their_size() -> None:
     # The cost must not grow with the upload: a 1024x768 frame is measured as its 256x192
     # copy (the same light, focus and colour numbers), while width/height stay the original's.
+    # The copy is made as a reduced JPEG decode would (1/2, shorter side still >= 256), then
+    # area-averaged to 256.
     big = cv2.resize(_scene(), (1024, 768), interpolation=cv2.INTER_CUBIC)
-    small = cv2.resize(big, (FEATURE_MAX_SIDE, 192), interpolation=cv2.INTER_AREA)
+    half = cv2.resize(big, (512, 384), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(half, (FEATURE_MAX_SIDE, 192), interpolation=cv2.INTER_AREA)
     got, expected = image_features(big), image_features(small)
     assert (got["width"], got["height"], got["aspect"]) == (1024.0, 768.0, 1024 / 768)
     for name in ("brightness", "contrast", "sharpness", "colorfulness"):
