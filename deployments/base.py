@@ -13,7 +13,7 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -41,6 +41,13 @@ class ModelBinding(BaseModel):
 
 def deployment_name(model: str, version: int) -> str:
     return f"{model}-v{version}"
+
+
+class Queued(NamedTuple):
+    """One caller's item on its way into a batch, with when it arrived at the replica."""
+
+    arrived: float  # time.perf_counter() in this replica
+    item: Any
 
 
 def raised(result: Any) -> Any:
@@ -75,7 +82,7 @@ class ModelServer:
     def _batcher(self) -> Any:  # the subclass's @serve.batch method
         raise NotImplementedError
 
-    async def _run_batch(self, items: list[Any]) -> list[Any]:
+    async def _run_batch(self, queued: list[Queued]) -> list[Any]:
         """One result per item; an item the model refused (a 4xx) gets its error as its result.
 
         A batch holds many callers' items: one caller's bad input (a 1x1 image) must not fail
@@ -83,19 +90,30 @@ class ModelServer:
         alone and only the refused ones get the error (:func:`raised` turns it back into an
         exception for their caller)."""
         t0 = time.perf_counter()
+        items = [q.item for q in queued]
         # ORT releases the GIL; running it in a thread keeps the replica's loop (health checks,
         # the batch queue) responsive while a batch computes.
         try:
             out = await asyncio.to_thread(self._model.predict, items)
+            stages = dict(getattr(self._model, "stage_times", None) or {})
         except CanaryError as e:
             if e.status_code >= 500 or len(items) == 1:
                 raise
             out = [await self._alone(x) for x in items]
+            stages = {}
         elapsed = time.perf_counter() - t0
         self._batch_sizes.append(len(items))
         self._batches += 1
         self._items += len(items)
-        metrics.observe_batch(self._binding.name, self._binding.version, len(items), elapsed)
+        b = self._binding
+        metrics.observe_batch(b.name, b.version, len(items), elapsed)
+        # Every item waited for the whole batch: each one counts the batch's stage times.
+        stages = stages or {"model": elapsed}
+        version = str(b.version)
+        for q in queued:
+            metrics.observe_stages(
+                {"queue": t0 - q.arrived, **stages}, model=b.name, version=version
+            )
         return out
 
     async def _alone(self, item: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Every platform metric is defined here.
+"""Every platform metric is created and recorded here (the table: :mod:`serving.metric_specs`).
 
 Metrics are ``ray.util.metrics`` objects: each replica (ingress and model deployments alike)
 records into its own process and Ray's metrics agent exports all of them, per node, in
@@ -11,174 +11,17 @@ import on any machine.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-LATENCY_BUCKETS_S = [
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.25,
-    0.4,
-    0.6,
-    0.8,
-    1.0,
-    1.5,
-    2.5,
-    4.0,
-    6.0,
-    10.0,
-    20.0,
-    40.0,
-]
-BATCH_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128]
-PREFIX = "canaryserve_"
+from serving.metric_specs import LOW_CONFIDENCE, PREFIX, ROLLOUT_STATE_CODES
+from serving.metric_specs import SPECS as _SPECS
 
-
-# key -> (kind, name without prefix, description, tag keys, histogram boundaries)
-_SPECS: dict[str, tuple[str, str, str, tuple[str, ...], list[float] | None]] = {
-    "request_latency": (
-        "histogram",
-        "request_latency_seconds",
-        "End-to-end request latency at the ingress, per route and model version.",
-        ("route", "model", "version", "status"),
-        LATENCY_BUCKETS_S,
-    ),
-    "requests": (
-        "counter",
-        "requests_total",
-        "Requests answered by the ingress, per route, HTTP status and error code.",
-        ("route", "status", "code"),
-        None,
-    ),
-    "in_flight": (
-        "gauge",
-        "requests_in_flight",
-        "Requests admitted and not yet answered, per ingress replica and route.",
-        ("route", "replica"),
-        None,
-    ),
-    "rejected": (
-        "counter",
-        "requests_rejected_total",
-        "Requests refused by admission control (503 + Retry-After), per route.",
-        ("route",),
-        None,
-    ),
-    "inference_latency": (
-        "histogram",
-        "inference_latency_seconds",
-        "Time of one batched model call inside a replica.",
-        ("model", "version"),
-        LATENCY_BUCKETS_S,
-    ),
-    "batch_size": (
-        "histogram",
-        "batch_size",
-        "Items per batched model call.",
-        ("model", "version"),
-        [float(b) for b in BATCH_BUCKETS],
-    ),
-    "canary_weight": (
-        "gauge",
-        "canary_weight",
-        "Percent of traffic each served model version gets (champion and challenger).",
-        ("model", "version"),
-        None,
-    ),
-    "rollout_state": (
-        "gauge",
-        "rollout_state",
-        "Rollout state per model: 0 none, 1 pending, 2 shadow, 3 progressing, 4 paused.",
-        ("model",),
-        None,
-    ),
-    "shadow_agreement": (
-        "gauge",
-        "shadow_agreement",
-        "Agreement of the latest mirrored challenger answer with the champion's (0..1).",
-        ("model", "version"),
-        None,
-    ),
-    "items": (
-        "counter",
-        "items_processed_total",
-        "Images or clips a pipeline or model route processed successfully.",
-        ("pipeline",),
-        None,
-    ),
-    "results": (
-        "counter",
-        "results_total",
-        "Results (detections, text lines, actions) by confidence band: low below 0.6.",
-        ("pipeline", "confidence"),
-        None,
-    ),
-    "action_alerts": (
-        "counter",
-        "action_alerts_total",
-        "Alerts raised by clip pipelines, per action label.",
-        ("pipeline", "action"),
-        None,
-    ),
-    "drift_share": (
-        "gauge",
-        "drift_share",
-        "Share of drifted features in the latest drift report, per model version and "
-        "comparison (reference, challenger_vs_champion, ...).",
-        ("model", "version", "kind"),
-        None,
-    ),
-    "drift_feature_score": (
-        "gauge",
-        "drift_feature_score",
-        "Latest drift score per feature: a p-value or a distance (see method).",
-        ("model", "version", "feature", "method"),
-        None,
-    ),
-    "drift_feature_drifted": (
-        "gauge",
-        "drift_feature_drifted",
-        "1 if the feature drifted in the latest reference report, else 0.",
-        ("model", "version", "feature"),
-        None,
-    ),
-    "drift_group_drifted": (
-        "gauge",
-        "drift_group_drifted",
-        "1 if the group (input, prediction, embedding) drifted in the latest reference "
-        "report, else 0.",
-        ("model", "version", "group"),
-        None,
-    ),
-    "drift_rows": (
-        "counter",
-        "drift_rows_total",
-        "Captured drift rows persisted by the monitor, per model version.",
-        ("model", "version", "source"),
-        None,
-    ),
-    "drift_rows_dropped": (
-        "counter",
-        "drift_rows_dropped_total",
-        "Drift rows an ingress dropped (queue full, monitor slow or down).",
-        (),
-        None,
-    ),
-    "drift_alerts": (
-        "counter",
-        "drift_alerts_total",
-        "Champion drift alerts raised (never an automatic rollback).",
-        ("model", "version"),
-        None,
-    ),
-}
-ROLLOUT_STATE_CODES = {"pending": 1, "shadow": 2, "progressing": 3, "paused": 4}
-LOW_CONFIDENCE = 0.6
+log = logging.getLogger("canaryserve.metrics")
 
 
 def exported_names() -> set[str]:
@@ -257,12 +100,74 @@ def observe_drift(kind: str, data: dict[str, Any]) -> None:
         mt["drift_alerts"].inc(1, tags={"model": data["model"], "version": str(data["version"])})
 
 
+# --- off the request path ---------------------------------------------------------------------
+# Per-request observations are appended to a local queue (a deque append, ~100 ns) and recorded
+# into Ray's metrics by one daemon thread per process every EXPORT_INTERVAL_S: the request's
+# coroutine never makes a Ray call. Bounded: past _MAX_PENDING the oldest are dropped.
+EXPORT_INTERVAL_S = 0.5
+_MAX_PENDING = 100_000
+_PENDING: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque(maxlen=_MAX_PENDING)
+_EXPORTER: list[threading.Thread] = []
+_EXPORTER_LOCK = threading.Lock()
+
+
+def _defer(fn: Callable[..., None], *args: Any) -> None:
+    _PENDING.append((fn, args))
+    if not _EXPORTER:
+        with _EXPORTER_LOCK:
+            if not _EXPORTER:
+                t = threading.Thread(target=_export_loop, name="canaryserve-metrics", daemon=True)
+                _EXPORTER.append(t)
+                t.start()
+
+
+def export_pending() -> int:
+    """Record every queued observation now; returns how many (the exporter thread's step)."""
+    n = 0
+    while True:
+        try:
+            fn, args = _PENDING.popleft()
+        except IndexError:
+            return n
+        try:
+            fn(*args)
+        except Exception:  # a metric must never take the exporter down
+            log.exception("metric %s failed", getattr(fn, "__name__", fn))
+        n += 1
+
+
+def _export_loop() -> None:
+    while True:
+        time.sleep(EXPORT_INTERVAL_S)
+        export_pending()
+
+
+def observe_stages(stages: dict[str, float], **labels: str) -> None:
+    """One request's (or one batch item's) seconds per stage (``STAGES``), labelled with the
+    ingress route or the model version; unset labels are empty."""
+    tags = {"route": labels.get("route", ""), "model": labels.get("model", ""),
+            "version": labels.get("version", "")}  # fmt: skip
+    _defer(_observe_stages, stages, tags)
+
+
+def _observe_stages(stages: dict[str, float], tags: dict[str, str]) -> None:
+    hist = _metrics()["stage_latency"]
+    for stage, seconds in stages.items():
+        hist.observe(seconds, tags={**tags, "stage": stage})
+
+
 def count_dropped_drift_rows(n: int) -> None:
     if n > 0:
         _metrics()["drift_rows_dropped"].inc(n)
 
 
 def observe_request(
+    route: str, status: int, code: str, seconds: float, versions: dict[str, int]
+) -> None:
+    _defer(_observe_request, route, status, code, seconds, dict(versions))
+
+
+def _observe_request(
     route: str, status: int, code: str, seconds: float, versions: dict[str, int]
 ) -> None:
     mt = _metrics()
@@ -276,6 +181,10 @@ def observe_request(
 
 
 def observe_batch(model: str, version: int, size: int, seconds: float) -> None:
+    _defer(_observe_batch, model, version, size, seconds)
+
+
+def _observe_batch(model: str, version: int, size: int, seconds: float) -> None:
     mt = _metrics()
     tags = {"model": model, "version": str(version)}
     mt["inference_latency"].observe(seconds, tags=tags)
@@ -324,7 +233,7 @@ def set_in_flight(route: str, replica: str, n: int) -> None:
 
 
 def count_rejected(route: str) -> None:
-    _metrics()["rejected"].inc(1, tags={"route": route})
+    _defer(_metrics()["rejected"].inc, 1, {"route": route})
 
 
 def set_routes(routes: dict[str, Any], states: dict[str, str]) -> None:
@@ -347,6 +256,10 @@ def set_shadow_agreement(model: str, version: int, value: float) -> None:
 def observe_results(pipeline: str, confidences: list[float], alerts: list[str]) -> None:
     """Business KPIs of one successful request: one item, its results' confidence bands, and
     the alerts it raised per action label."""
+    _defer(_observe_results, pipeline, list(confidences), list(alerts))
+
+
+def _observe_results(pipeline: str, confidences: list[float], alerts: list[str]) -> None:
     mt = _metrics()
     mt["items"].inc(1, tags={"pipeline": pipeline})
     low = sum(1 for c in confidences if c < LOW_CONFIDENCE)

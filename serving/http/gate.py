@@ -93,6 +93,7 @@ class Gate:
 
     def respond(self, ctx: RequestContext, outcome: Outcome) -> JSONResponse:
         """Answer with the outcome, then measure and audit it (the audit write is batched)."""
+        t0 = time.perf_counter()
         if outcome.error is None:
             versions = outcome.versions
             response: JSONResponse = JSONResponse(
@@ -102,17 +103,20 @@ class Gate:
         else:
             error: ErrorResponse = error_response(outcome.error, ctx.request_id, id_header=False)
             response, code = error, error.code
-        seconds = ctx.elapsed_s()
+        t1 = time.perf_counter()
+        ctx.stages["serialise"] = t1 - t0
         status = response.status_code
-        metrics.observe_request(ctx.route, status, code, seconds, outcome.versions)
         if self._audit is not None:
-            record = audit_record(
-                ctx, outcome, status, None if code == "ok" else code, seconds * 1000
-            )
+            ms = (t1 - ctx.started) * 1000
+            record = audit_record(ctx, outcome, status, None if code == "ok" else code, ms)
             self._audit.submit(record)
             raw = outcome.input_bytes
             if raw is not None and record.input_sha256 is not None and self._store_inputs:
                 self._audit.submit_input(record.input_sha256, raw)
+            ctx.stages["audit"] = time.perf_counter() - t1
+        seconds = ctx.elapsed_s()
+        metrics.observe_request(ctx.route, status, code, seconds, outcome.versions)
+        metrics.observe_stages(ctx.stages, route=ctx.route)
         return response
 
     async def audited(

@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Any
 
+from deployments.images import image_size
 from drift.capture import CaptureJob, CaptureQueue
 from serving import metrics
 from serving.audit import RequestRecord, node_entry, sha256_hex
@@ -84,14 +85,15 @@ class DataPlane:
                     )
                 decision = self.decide(ctx, models_of(spec), parse_pins(ctx.pin_header))
                 value: Any
+                t0 = time.perf_counter()
                 if spec.input == "image":
                     value, data = await source.image()
-                    meta: dict[str, Any] = {
-                        "image": {"width": value.shape[1], "height": value.shape[0]}
-                    }
+                    width, height = image_size(value)
+                    meta: dict[str, Any] = {"image": {"width": width, "height": height}}
                 else:
                     value, data = await source.clip()
                     meta = {"clip": _clip_meta(value)}
+                ctx.stages["parse"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 run, decision = await self._answer(ctx, spec, value, decision, spec.timeout_s)
                 meta["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
@@ -124,7 +126,9 @@ class DataPlane:
                         "the action model takes tracks; run it through a clip "
                         "pipeline (POST /v1/pipelines/clip)"
                     )
+                t0 = time.perf_counter()
                 image, data = await source.image()
+                ctx.stages["parse"] = time.perf_counter() - t0
                 kind = "detections" if task == "detection" else "text"
                 spec = self._one_model[name]
                 timeout = self.config.ingress.request_timeout_s
@@ -220,10 +224,12 @@ class DataPlane:
     ) -> None:
         if self.capture is None or not nodes:
             return
+        t0 = time.perf_counter()
         versions = decision.versions()
         self.capture.submit(
             CaptureJob(nodes, value, outputs, versions, "live", ctx.request_id, time.time())
         )
+        ctx.stages["capture"] = time.perf_counter() - t0
 
 
 def _clip_meta(clip: Clip) -> dict[str, Any]:
