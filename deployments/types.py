@@ -67,6 +67,9 @@ class TrackAction:
 class TrackPoint:
     frame_index: int
     detection: Detection
+    # True for a box filled in between two detector sightings (strided detection, see
+    # serving/pipelines/stride.py): not seen by the detector, so never a classifier input.
+    interpolated: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,13 @@ class Track:
     points: tuple[TrackPoint, ...]
     frame_size: tuple[int, int]  # (width, height) of the clip's frames
     fps: float = 10.0
+
+    def observed(self) -> Track:
+        """The track on the frames the detector saw (without interpolated points)."""
+        if not any(p.interpolated for p in self.points):
+            return self
+        points = tuple(p for p in self.points if not p.interpolated)
+        return Track(self.track_id, points, self.frame_size, self.fps)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -4,6 +4,7 @@
 - ``ops``: the building blocks a pipeline can name, their kinds and params, JSON rendering.
 - ``executor``: runs a DAG on one input; nodes start as soon as their inputs are ready.
 - ``tracker``: the multi-object tracker behind the ``track`` op.
+- ``stride``: strided detection for clips (sampled frames, interpolated track boxes).
 """
 
 from serving.pipelines.executor import (
@@ -17,11 +18,13 @@ from serving.pipelines.executor import (
 )
 from serving.pipelines.ops import OPS, Clip, ModelCaller, Op, to_json
 from serving.pipelines.spec import NodeSpec, PipelineSpec, check_pipeline
+from serving.pipelines.stride import FrameDetections
 from serving.pipelines.tracker import TrackerConfig, track_detections
 
 __all__ = [
     "OPS",
     "Clip",
+    "FrameDetections",
     "ModelCaller",
     "NodeKinds",
     "NodeSpec",

@@ -9,6 +9,7 @@ one entry here.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 from deployments.models.keypoints import LayoutName, can_derive, derive
 from deployments.types import Track, TrackAction
 from serving.pipelines.alerts import UNCERTAIN, Alert, AlertRule, snapshot_with_box
+from serving.pipelines.stride import FrameDetections, interpolate_track, sample_indices
 from serving.pipelines.tracker import TrackerConfig, track_detections
 from serving.schema import Strict
 
@@ -48,6 +50,31 @@ class _Params(Strict):
 
 class ScoreParams(_Params):
     min_score: float = Field(default=0.0, ge=0, le=1)
+
+
+class DetectFramesParams(ScoreParams):
+    stride: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Run the detector on every stride-th frame (0, stride, 2*stride, ...) and the last "
+            "one; tracking and actions use those frames, the output tracks are interpolated "
+            "in between (see serving/pipelines/stride.py)."
+        ),
+    )
+    max_detect_fps: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Raise the stride so the detector sees at most this many frames per second of "
+            "clip: a 25 fps clip with 8 runs at stride 3, a 10 fps clip at stride 1."
+        ),
+    )
+
+    def stride_for(self, fps: float) -> int:
+        if self.max_detect_fps is None:
+            return self.stride
+        return max(self.stride, math.floor(fps / self.max_detect_fps))
 
 
 class OcrParams(_Params):
@@ -106,8 +133,13 @@ async def _detect(call: ModelCaller, model: str | None, args: list[Any], p: Any)
 
 async def _detect_frames(call: ModelCaller, model: str | None, args: list[Any], p: Any) -> Any:
     clip: Clip = args[0]
-    per_frame = await call(model or "", list(clip.frames))
-    return [[d for d in dets if d.score >= p.min_score] for dets in per_frame]
+    indices = sample_indices(len(clip.frames), p.stride_for(clip.fps))
+    per_frame = await call(model or "", [clip.frames[i] for i in indices])
+    return FrameDetections(
+        indices,
+        tuple([d for d in dets if d.score >= p.min_score] for dets in per_frame),
+        len(clip.frames),
+    )
 
 
 async def _ocr(call: ModelCaller, model: str | None, args: list[Any], p: Any) -> Any:
@@ -120,14 +152,21 @@ async def _persons(call: ModelCaller, model: str | None, args: list[Any], p: Any
 
 
 async def _track(call: ModelCaller, model: str | None, args: list[Any], p: Any) -> Any:
-    per_frame, clip = args
-    return track_detections(per_frame, frame_size=clip.size, fps=clip.fps, config=p)
+    dets, clip = args
+    sampled = dets if isinstance(dets, FrameDetections) else FrameDetections.dense(dets)
+    # Tracked on the sampled frames (original indices); output with boxes filled in between.
+    tracks = track_detections(
+        sampled.detections, frame_size=clip.size, fps=clip.fps, config=p, indices=sampled.indices
+    )
+    return [interpolate_track(t, sampled.indices) for t in tracks]
 
 
 async def _classify_tracks(call: ModelCaller, model: str | None, args: list[Any], p: Any) -> Any:
     tracks: list[Track] = args[0]
     if not tracks:
         return []
+    # The classifier sees what the detector saw: interpolated points carry no evidence.
+    tracks = [t.observed() for t in tracks]
     if p.derive_keypoints:
         tracks = [_with_layouts(t, p.derive_keypoints) for t in tracks]
     preds = await call(model or "", list(tracks))
@@ -164,8 +203,9 @@ async def _alerts(call: ModelCaller, model: str | None, args: list[Any], p: Any)
         if where is None:
             continue
         track = by_id[item.track_id]
-        # The snapshot is the track's most confident sighting: the frame a human would pick.
-        point = max(track.points, key=lambda tp: tp.detection.score)
+        # The snapshot is the track's most confident sighting: the frame a human would pick
+        # (a frame the detector saw, never an interpolated box).
+        point = max(track.observed().points, key=lambda tp: tp.detection.score)
         box = point.detection.body_box or point.detection.box
         snapshot, shown = await asyncio.to_thread(
             snapshot_with_box, clip.frames[point.frame_index], box,
@@ -196,7 +236,7 @@ OPS: dict[str, Op] = {
             ("frames",),
             "frame_detections",
             "detection",
-            ScoreParams,
+            DetectFramesParams,
             _detect_frames,
         ),
         Op("ocr", ("image",), "text", "ocr", OcrParams, _ocr),
@@ -215,7 +255,9 @@ def to_json(kind: str, value: Any) -> Any:
     if kind in ("detections", "text"):
         return [_round(v.to_dict()) for v in value]
     if kind == "frame_detections":
-        return [[_round(d.to_dict()) for d in dets] for dets in value]
+        # One entry per frame of the clip; null where the detector did not run (stride > 1).
+        per_frame = value.per_frame() if isinstance(value, FrameDetections) else value
+        return [None if dets is None else [_round(d.to_dict()) for d in dets] for dets in per_frame]
     if kind == "tracks":
         return [_round(t.to_dict()) for t in value]
     if kind == "actions":

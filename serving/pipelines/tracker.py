@@ -12,6 +12,15 @@ Plain Python (no Ray), in the spirit of SORT without the Kalman filter:
 4. unmatched detections start tracks; a track unseen for more than ``max_missed`` frames ends;
    tracks with fewer than ``min_length`` detections are dropped at the end.
 
+Strided detection (``detect_frames`` with ``stride: k``, see :mod:`serving.pipelines.stride`)
+feeds only every k-th frame, under its original frame index. Velocities are per *clip* frame
+(displacement / frame-index gap), so predictions stay right. ``max_missed`` stays in clip
+frames, but the sampling gap itself is not a miss: a track ends when it has been unseen for
+more than ``max_missed + stride - 1`` frames, i.e. after missing more than ``max_missed //
+stride`` sampled frames (stride 1: exactly the unstrided rule). ``min_length`` counts
+detections, i.e. sampled frames: evidence, not duration (with stride k a kept track spans at
+least ``(min_length - 1) * k + 1`` frames).
+
 Boxes are ``body_box`` when the detector gives one (BlazePose's ``box`` is only the head, which
 is small and jumpy), else ``box``. Only detections of the same ``label`` are linked.
 """
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,10 +61,14 @@ class TrackerConfig(BaseModel):
         default=5,
         ge=0,
         le=1000,
-        description="Frames a track may go unseen (occlusion, missed detection) before it ends.",
+        description="Frames a track may go unseen (occlusion, missed detection) before it ends; "
+        "with strided detection the frames between samples do not count.",
     )
     min_length: int = Field(
-        default=3, ge=1, description="Tracks with fewer detections than this are dropped."
+        default=3,
+        ge=1,
+        description="Tracks with fewer detections than this are dropped (with strided "
+        "detection: detections on sampled frames).",
     )
 
 
@@ -145,11 +159,20 @@ def _side(box: np.ndarray) -> np.ndarray:
 
 
 class Tracker:
-    """Streaming form: call :meth:`update` for every frame in order, then :meth:`tracks`."""
+    """Streaming form: call :meth:`update` for every frame in order, then :meth:`tracks`.
 
-    def __init__(self, config: TrackerConfig | None = None, *, optimal: bool = True) -> None:
+    ``stride``: the detector saw only every ``stride``-th frame, so that many frames between
+    two updates are not a miss (see the module docstring).
+    """
+
+    def __init__(
+        self, config: TrackerConfig | None = None, *, optimal: bool = True, stride: int = 1
+    ) -> None:
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
         self.config = config or TrackerConfig()
         self._optimal = optimal
+        self._tolerance = self.config.max_missed + stride - 1
         self._live: list[_Live] = []
         self._ended: list[_Live] = []
         self._next_id = 0
@@ -163,7 +186,7 @@ class Tracker:
         self._last_frame = frame_index
         cfg = self.config
         # End the tracks that have been unseen too long before trying to match them.
-        still = [t for t in self._live if frame_index - t.last_frame - 1 <= cfg.max_missed]
+        still = [t for t in self._live if frame_index - t.last_frame - 1 <= self._tolerance]
         self._ended += [t for t in self._live if t not in still]
         self._live = still
 
@@ -212,11 +235,20 @@ def track_detections(
     frame_size: tuple[int, int],
     fps: float,
     config: TrackerConfig | None = None,
+    *,
+    indices: Sequence[int] | None = None,
 ) -> list[Track]:
-    """Tracks of a clip whose frame ``i`` has detections ``frames[i]``."""
+    """Tracks of a clip whose frame ``i`` has detections ``frames[i]``; or, given ``indices``
+    (strided detection), whose frame ``indices[i]`` has ``frames[i]``: the points then carry
+    those frame indices and the largest gap between them is the tracker's stride."""
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps!r}")
-    tracker = Tracker(config)
-    for index, detections in enumerate(frames):
+    if indices is None:
+        indices = range(len(frames))
+    if len(indices) != len(frames):
+        raise ValueError(f"{len(indices)} indices for {len(frames)} frames")
+    gaps = [b - a for a, b in pairwise(indices)]
+    tracker = Tracker(config, stride=max([1, *gaps]))
+    for index, detections in zip(indices, frames, strict=True):
         tracker.update(index, detections)
     return tracker.tracks((int(frame_size[0]), int(frame_size[1])), float(fps))

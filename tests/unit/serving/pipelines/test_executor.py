@@ -12,8 +12,22 @@ from deployments.types import Detection, Keypoint, TextLine
 from serving.config import load_config
 from serving.pipelines.executor import models_of, run_pipeline
 from serving.pipelines.ops import Clip
+from serving.pipelines.spec import PipelineSpec
 
 CFG = load_config()
+
+
+def clip_spec(stride: int) -> PipelineSpec:
+    """The packaged ``clip`` pipeline with its detector's ``stride`` replaced (the packaged one
+    is meant for 25 fps clips; these tests use a few frames)."""
+    spec = CFG.pipelines["clip"]
+    nodes = [
+        n.model_copy(update={"params": {**n.params, "stride": stride, "max_detect_fps": None}})
+        if n.op == "detect_frames"
+        else n
+        for n in spec.nodes
+    ]
+    return spec.model_copy(update={"nodes": nodes})
 
 
 class Recorder:
@@ -85,7 +99,7 @@ def _clip_with(prediction: Any, frames: list[np.ndarray] | None = None) -> dict[
         return await Recorder()(model, items)
 
     frames = frames or [np.zeros((120, 100, 3), np.uint8)] * 4
-    return asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=10), call))
+    return asyncio.run(run_pipeline(clip_spec(1), Clip(frames=frames, fps=10), call))
 
 
 def test_clip_sends_frames_one_by_one_tracks_and_raises_alerts() -> None:
@@ -105,7 +119,7 @@ def test_clip_sends_frames_one_by_one_tracks_and_raises_alerts() -> None:
         return await rec(model, items)
 
     frames = [np.full((120, 100, 3), 40 + i, np.uint8) for i in range(6)]
-    out = asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=10), call))
+    out = asyncio.run(run_pipeline(clip_spec(1), Clip(frames=frames, fps=10), call))
     # One item per frame, so the detector deployment can batch them.
     assert rec.calls[0][:2] == ("detector", 6)
     # The 0.2-score box is filtered (min_score 0.25); the steady box is one 6-frame track.
@@ -125,6 +139,29 @@ def test_clip_sends_frames_one_by_one_tracks_and_raises_alerts() -> None:
     edge, inside = shot[50, 10].astype(int), shot[50, 30].astype(int)
     assert edge[0] > 200 and edge[1] < 90, edge  # red on the box's left edge
     assert abs(inside - 40).max() < 12, inside  # the frame itself inside the box
+
+
+def test_packaged_clip_detects_every_third_frame_and_the_last() -> None:
+    from deployments.types import ActionPrediction
+
+    rec = Recorder()
+    seen_tracks: list[Any] = []
+
+    async def call(model: str, items: list[Any]) -> list[Any]:
+        if model == "action":
+            seen_tracks.extend(items)
+            return [ActionPrediction("crouching", 0.9, {"crouching": 0.9})] * len(items)
+        return await rec(model, items)
+
+    frames = [np.full((120, 100, 3), 40 + i, np.uint8) for i in range(8)]
+    out = asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=25), call))
+    assert rec.calls[0] == ("detector", 4)  # frames 0, 3, 6 and 7
+    # The classifier sees the sampled frames only; the output track has a box on every frame.
+    (track,) = seen_tracks
+    assert [p.frame_index for p in track.points] == [0, 3, 6, 7]
+    assert (out["tracks"][0]["first_frame"], out["tracks"][0]["last_frame"]) == (0, 7)
+    assert out["tracks"][0]["length"] == 8
+    assert out["alerts"][0]["frame_index"] in (0, 3, 6, 7)
 
 
 def test_alerts_respect_labels() -> None:
@@ -168,3 +205,11 @@ def test_failure_in_one_branch_fails_the_request() -> None:
 def test_models_of() -> None:
     assert models_of(CFG.pipelines["inspect"]) == ["detector", "ocr"]
     assert models_of(CFG.pipelines["clip"]) == ["detector", "action"]
+
+
+def test_the_packaged_clip_pipeline_detects_every_frame_of_a_10_fps_clip() -> None:
+    rec = Recorder(fail="action")  # the detector's call is all this test looks at
+    frames = [np.full((120, 100, 3), 40 + i, np.uint8) for i in range(8)]
+    with pytest.raises(RuntimeError):
+        asyncio.run(run_pipeline(CFG.pipelines["clip"], Clip(frames=frames, fps=10), rec))
+    assert rec.calls[0] == ("detector", 8)  # 10 fps is within max_detect_fps: stride 1
