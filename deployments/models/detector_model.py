@@ -87,6 +87,14 @@ class DetectorPreprocess(BaseModel):
 
     input_range: tuple[float, float] | None = None
     pad_value: int = Field(default=0, ge=0, le=255, description="Letterbox border pixel value.")
+    rect_inputs: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description=(
+            "Other fixed input sizes (width, height) of the same network, each in artifact "
+            "'model@<w>x<h>': an image runs on the smallest that holds its letterbox at the "
+            "square input's scale (less padding, less compute; Ultralytics' 'rect')."
+        ),
+    )
 
 
 def letterbox(
@@ -143,6 +151,22 @@ class DetectorModel:
             raise ModelValidationError(f"model artifact {manifest.artifacts['model']!r} missing")
         self.runtime: RuntimeInfo
         self.session, self.runtime = create_session(path, runtime_spec, list(manifest.runtimes))
+        self._sessions = {(manifest.input.width, manifest.input.height): self.session}
+        for w, h in self.pre.rect_inputs:
+            if (
+                self.post.decoder != "yolo_pose"
+                or w > manifest.input.width
+                or h > manifest.input.height
+            ):
+                raise ManifestError(
+                    f"preprocess.rect_inputs {w}x{h} of {manifest.name!r}: rectangular inputs "
+                    f"are for yolo_pose and fit inside {manifest.input.width}x"
+                    f"{manifest.input.height}"
+                )
+            rpath = manifest.artifact_path(self.model_dir, f"model@{w}x{h}")
+            if not rpath.is_file():
+                raise ModelValidationError(f"model artifact {rpath.name!r} missing")
+            self._sessions[(w, h)], _ = create_session(rpath, runtime_spec, list(manifest.runtimes))
         self.ort_calls = 0
         self.stage_times: dict[str, float] = {}
         size = manifest.input.width
@@ -154,8 +178,7 @@ class DetectorModel:
         if not images:
             return []
         t0 = time.perf_counter()
-        w, h = self.manifest.input.width, self.manifest.input.height
-        crops, metas, sizes = [], [], []
+        crops, shapes, metas, sizes = [], [], [], []
         for i, raw in enumerate(images):
             image = self._pixels(raw, i)
             ih, iw = image.shape[:2]
@@ -164,27 +187,26 @@ class DetectorModel:
             # A reduced decode's pixel -> the original's (1.0 for a full-size image).
             grow = np.array([ow / iw, oh / ih, ow / iw, oh / ih])
             for x1, y1, x2, y2 in self._windows(iw, ih):
-                canvas, scale, px, py = letterbox(image[y1:y2, x1:x2], w, h, self.pre.pad_value)
+                shape = self.input_shape(x2 - x1, y2 - y1)
+                canvas, scale, px, py = letterbox(image[y1:y2, x1:x2], *shape, self.pre.pad_value)
                 crops.append(canvas)
+                shapes.append(shape)
                 metas.append((i, scale, x1 - px / scale, y1 - py / scale, grow))
-        lo, hi = self.input_range
-        batch = np.stack(crops).astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
-        if self.manifest.input.layout == "NCHW":
-            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        # One ORT call per input shape in the batch (one in all for same-shaped images).
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k, shape in enumerate(shapes):
+            groups.setdefault(shape, []).append(k)
+        tensors = {shape: self._tensor([crops[k] for k in ks]) for shape, ks in groups.items()}
         t1 = time.perf_counter()
-        try:
-            outputs = self.session.run(self._output_names(), {self._input_name(): batch})
-        except Exception as e:  # ORT raises its own types; callers see one platform error
-            raise ModelFailure(
-                f"detector {self.manifest.name!r} failed on a batch of {len(crops)} crops: "
-                f"{type(e).__name__}"
-            ) from e
-        finally:
-            self.ort_calls += 1
+        per_crop: list[list[np.ndarray]] = [[] for _ in crops]
+        for shape, ks in groups.items():
+            outputs = self._run(shape, tensors[shape])
+            for j, k in enumerate(ks):
+                per_crop[k] = [o[j] for o in outputs]
         t2 = time.perf_counter()
         found: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in images]
         for row, (i, scale, ox, oy, grow) in enumerate(metas):
-            boxes, scores, kps = self._decode([o[row] for o in outputs])
+            boxes, scores, kps = self._decode(per_crop[row])
             boxes = (boxes / scale + np.array([ox, oy, ox, oy])) * grow
             kps[..., :2] = (kps[..., :2] / scale + np.array([ox, oy])) * grow[:2]
             found[i].append((boxes, scores, kps))
@@ -236,6 +258,13 @@ class DetectorModel:
             problems += _shape_problems("scores", outputs["scores"], [a, 1])
         else:
             problems += _shape_problems("output0", outputs["output0"], [yolo_pose.NUM_ROWS, None])
+        for (w, h), session in self._sessions.items():
+            if session is self.session:
+                continue
+            name = f"model@{w}x{h}"
+            problems += _shape_problems(f"{name} input", session.get_inputs()[0], [3, h, w])
+            out = session.get_outputs()[0]
+            problems += _shape_problems(f"{name} output0", out, [yolo_pose.NUM_ROWS, None])
         if problems:
             raise ModelValidationError(
                 f"model {self.manifest.name!r} does not match its manifest "
@@ -244,6 +273,37 @@ class DetectorModel:
             )
 
     # --- internals -------------------------------------------------------------------------
+
+    def input_shape(self, width: int, height: int) -> tuple[int, int]:
+        """The model input (width, height) a ``width`` x ``height`` crop runs on: the smallest
+        of the rectangular inputs that holds its letterbox at the square input's scale, else
+        the square one."""
+        sw, sh = self.manifest.input.width, self.manifest.input.height
+        scale = min(sw / width, sh / height)
+        nw, nh = max(1, round(width * scale)), max(1, round(height * scale))
+        fits = [(w, h) for w, h in self.pre.rect_inputs if w >= nw and h >= nh]
+        return min(fits, key=lambda s: s[0] * s[1], default=(sw, sh))
+
+    def _tensor(self, crops: list[np.ndarray]) -> np.ndarray:
+        lo, hi = self.input_range
+        batch = np.stack(crops).astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+        if self.manifest.input.layout == "NCHW":
+            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        return batch
+
+    def _run(self, shape: tuple[int, int], batch: np.ndarray) -> list[np.ndarray]:
+        try:
+            out: list[np.ndarray] = self._sessions[shape].run(
+                self._output_names(), {self._input_name(): batch}
+            )
+        except Exception as e:  # ORT raises its own types; callers see one platform error
+            raise ModelFailure(
+                f"detector {self.manifest.name!r} failed on a batch of {len(batch)} crops: "
+                f"{type(e).__name__}"
+            ) from e
+        finally:
+            self.ort_calls += 1
+        return out
 
     def _windows(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         return (

@@ -55,6 +55,10 @@ MEMBER_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc
 ARTIFACT = "yolo11n-pose.onnx"
 INPUT_SIZE = 640
 PAD_VALUE = 114  # Ultralytics' letterbox grey
+# Rectangular inputs exported next to the square one (width, height): the same network on
+# less padding, what Ultralytics' own predictor does ("rect"). A 3:4 photo runs on 480x640
+# (-25 % of the compute, measured 36 vs 48 ms on 2 cores), a 16:9 frame on 640x384 (-40 %).
+RECT_SIZES = ((640, 480), (480, 640), (640, 384), (384, 640))
 SCORE_THRESHOLD, IOU_THRESHOLD, MAX_DETECTIONS = 0.25, 0.5, 50
 REQUIRED_KEYPOINTS, KEYPOINT_THRESHOLD = ["left_shoulder", "right_shoulder"], 0.5
 LICENSE = "AGPL-3.0"
@@ -90,11 +94,20 @@ def build_detector_v3(out_dir: Path) -> Path:
             reference = folded(x).numpy()
         check_agreement("BN-folded network vs unfolded", unfused, reference)
         onnx_bytes = export_onnx(folded)
+        rects = {}
+        for w, h in RECT_SIZES:
+            xr = example_batch(w, h)
+            with torch.no_grad():
+                expected = folded(xr).numpy()
+            rects[(w, h)] = (export_onnx(folded, w, h), xr, expected)
     finally:
         torch.set_num_threads(threads)
     check_agreement("ONNX Runtime vs torch", reference, run_onnx(onnx_bytes, x.numpy()))
     artifact = out_dir / ARTIFACT
     artifact.write_bytes(onnx_bytes)
+    for (w, h), (data, xr, ref) in rects.items():
+        check_agreement(f"ONNX Runtime vs torch at {w}x{h}", ref, run_onnx(data, xr.numpy()))
+        (out_dir / rect_artifact(w, h)).write_bytes(data)
     manifest(
         source={
             "package": PACKAGE,
@@ -188,14 +201,18 @@ def fused(net: YoloPose) -> YoloPose:
     return out
 
 
-def example_batch() -> Any:
-    """``skimage.data.astronaut()`` letterboxed to 640 as serving does: [1, 3, 640, 640] 0..1."""
+def rect_artifact(width: int, height: int) -> str:
+    return ARTIFACT.replace(".onnx", f"-{width}x{height}.onnx")
+
+
+def example_batch(width: int = INPUT_SIZE, height: int = INPUT_SIZE) -> Any:
+    """``skimage.data.astronaut()`` letterboxed as serving does: [1, 3, height, width] 0..1."""
     import skimage.data
     import torch
 
     from deployments.models.detector_model import letterbox
 
-    canvas, *_ = letterbox(skimage.data.astronaut(), INPUT_SIZE, INPUT_SIZE, PAD_VALUE)
+    canvas, *_ = letterbox(skimage.data.astronaut(), width, height, PAD_VALUE)
     x = canvas.astype(np.float32).transpose(2, 0, 1)[None] / np.float32(255.0)
     return torch.from_numpy(np.ascontiguousarray(x))
 
@@ -204,9 +221,8 @@ def check_agreement(what: str, expected: np.ndarray, actual: np.ndarray) -> None
     """Raise unless two ``[B, 56, A]`` outputs agree (pixels vs probabilities, see ATOL_*)."""
     if expected.shape != actual.shape:
         raise ModelValidationError(f"{what}: shapes {expected.shape} != {actual.shape}")
-    anchors = sum((INPUT_SIZE // s) ** 2 for s in (8, 16, 32))
-    if expected.shape[1:] != (56, anchors):
-        raise ModelValidationError(f"{what}: expected [B, 56, {anchors}], got {expected.shape}")
+    if expected.shape[1:2] != (56,):
+        raise ModelValidationError(f"{what}: expected [B, 56, anchors], got {expected.shape}")
     diff = np.abs(expected.astype(np.float64) - actual)
     prob = np.zeros(56, dtype=bool)
     prob[4] = True
@@ -219,8 +235,9 @@ def check_agreement(what: str, expected: np.ndarray, actual: np.ndarray) -> None
         )
 
 
-def export_onnx(net: YoloPose) -> bytes:
-    """TorchScript-based ONNX export (opset 17), dynamic batch, checked by onnx.checker."""
+def export_onnx(net: YoloPose, width: int = INPUT_SIZE, height: int = INPUT_SIZE) -> bytes:
+    """TorchScript-based ONNX export (opset 17) at ``width`` x ``height``, dynamic batch,
+    checked by onnx.checker."""
     import onnx
     import torch
 
@@ -231,7 +248,7 @@ def export_onnx(net: YoloPose) -> bytes:
         path = Path(tmp) / ARTIFACT
         torch.onnx.export(
             net,
-            (torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE),),
+            (torch.zeros(1, 3, height, width),),
             path,
             input_names=["images"],
             output_names=["output0"],
@@ -257,10 +274,17 @@ def manifest(source: dict[str, str], parameters: int) -> Manifest:
     return Manifest(
         name="detector",
         task="detection",
-        artifacts={"model": ARTIFACT},
+        artifacts={
+            "model": ARTIFACT,
+            **{f"model@{w}x{h}": rect_artifact(w, h) for w, h in RECT_SIZES},
+        },
         input=InputSpec(width=INPUT_SIZE, height=INPUT_SIZE, channels=3, layout="NCHW"),
         labels=["person"],
-        preprocess={"input_range": [0.0, 1.0], "pad_value": PAD_VALUE},
+        preprocess={
+            "input_range": [0.0, 1.0],
+            "pad_value": PAD_VALUE,
+            "rect_inputs": [list(r) for r in RECT_SIZES],
+        },
         postprocess={
             "decoder": "yolo_pose",
             "score_threshold": SCORE_THRESHOLD,
@@ -273,7 +297,8 @@ def manifest(source: dict[str, str], parameters: int) -> Manifest:
         description=(
             "YOLO11n-pose (Ultralytics weights, AGPL-3.0, converted to ONNX without "
             "ultralytics): every person in the frame with 17 COCO keypoints, in one run of "
-            "the 640x640 letterboxed image."
+            "the letterboxed image (640x640, or the smallest of its rectangular inputs that "
+            "holds the image at the same scale)."
         ),
         source=source,
         metrics={"crops_per_image": 1.0, "parameters": float(parameters)},

@@ -131,3 +131,21 @@ def test_an_image_smaller_than_its_consumer_is_used_as_it_is() -> None:
     assert image.factor(0.5) == 1
     assert image.small().shape == full.shape
     assert reduce_pow2(full) is full
+
+
+def test_a_portrait_photo_runs_on_the_portrait_input_and_finds_the_same_people(
+    yolo_dir: Path,
+) -> None:
+    model = DetectorModel(yolo_dir, Manifest.load(yolo_dir), RuntimeSpec())
+    assert model.input_shape(810, 1080) == (480, 640)  # 3:4 -> 480x640, not 640x640
+    assert model.input_shape(640, 272) == (640, 384)  # a wide clip frame
+    assert model.input_shape(512, 512) == (640, 640)
+    square = DetectorModel(yolo_dir, Manifest.load(yolo_dir), RuntimeSpec())
+    object.__setattr__(square, "pre", square.pre.model_copy(update={"rect_inputs": []}))
+    assert square.input_shape(810, 1080) == (640, 640)
+    image, _ = _encoded(street_photo())
+    want, got = square.predict([image])[0], model.predict([image])[0]
+    assert len(got) == len(want) >= 4
+    for g in got:
+        best = max(want, key=lambda w: _iou(g.box, w.box))
+        assert _iou(g.box, best.box) >= 0.9 and abs(g.score - best.score) <= 0.05

@@ -28,10 +28,8 @@ from serving.errors import ManifestError, ModelValidationError
 
 
 @pytest.fixture(scope="session")
-def v3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if find_cached_wheel(v3.PACKAGE, v3.VERSION) is None:  # tests never download
-        pytest.skip(f"{v3.PACKAGE}=={v3.VERSION} is not in the wheel cache (run make install)")
-    return v3.build_detector_v3(tmp_path_factory.mktemp("detector-v3") / "v3")
+def v3_dir(yolo_dir: Path) -> Path:
+    return yolo_dir
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +47,22 @@ def detector(v3_dir: Path) -> DetectorModel:
 
 def test_the_manifest_describes_a_yolo_pose_detector(v3_dir: Path) -> None:
     m = Manifest.load(v3_dir)
-    assert (m.name, m.task, m.labels, m.artifacts) == (
-        "detector", "detection", ["person"], {"model": "yolo11n-pose.onnx"},
+    assert (m.name, m.task, m.labels, m.artifacts["model"]) == (
+        "detector", "detection", ["person"], "yolo11n-pose.onnx",
     )  # fmt: skip
+    # The same network at rectangular sizes (less padding), each its own fixed-shape graph.
+    assert {k: v for k, v in m.artifacts.items() if k != "model"} == {
+        "model@640x480": "yolo11n-pose-640x480.onnx", "model@480x640": "yolo11n-pose-480x640.onnx",
+        "model@640x384": "yolo11n-pose-640x384.onnx", "model@384x640": "yolo11n-pose-384x640.onnx",
+    }  # fmt: skip
+    assert all(m.artifact_path(v3_dir, k).is_file() for k in m.artifacts)
     assert (m.input.width, m.input.height, m.input.channels, m.input.layout) == (
         640, 640, 3, "NCHW",
     )  # fmt: skip
-    assert m.preprocess == {"input_range": [0.0, 1.0], "pad_value": 114}
+    assert m.preprocess == {
+        "input_range": [0.0, 1.0], "pad_value": 114,
+        "rect_inputs": [[640, 480], [480, 640], [640, 384], [384, 640]],
+    }  # fmt: skip
     assert m.postprocess == {
         "decoder": "yolo_pose", "score_threshold": 0.25, "iou_threshold": 0.5,
         "max_detections": 50, "required_keypoints": ["left_shoulder", "right_shoulder"],
@@ -175,8 +182,16 @@ def test_one_run_finds_several_people(detector: DetectorModel) -> None:
     assert sorted(round(d.box[0], -2) for d in found) == [100, 500, 900]
     assert detector.ort_calls >= 1
     calls = detector.ort_calls
-    batch = detector.predict([image, skimage.data.astronaut(), skimage.data.chelsea()])
-    assert [len(b) for b in batch] == [3, 1, 0] and detector.ort_calls == calls + 1
+    images = [image, skimage.data.astronaut(), skimage.data.chelsea()]
+    batch = detector.predict(images)
+    # One ORT call per input shape in the batch: the square one for the astronaut, the
+    # landscape ones for the wide canvas and the cat.
+    shapes = {detector.input_shape(im.shape[1], im.shape[0]) for im in images}
+    assert shapes == {(640, 384), (640, 640), (640, 480)}, shapes
+    assert [len(b) for b in batch] == [3, 1, 0] and detector.ort_calls == calls + len(shapes)
+    calls = detector.ort_calls
+    assert [len(b) for b in detector.predict([image, image])] == [3, 3]
+    assert detector.ort_calls == calls + 1  # same-shaped images: one call for the batch
 
 
 def test_the_build_is_deterministic_and_idempotent(v3_dir: Path, tmp_path: Path) -> None:
