@@ -32,6 +32,7 @@ class ModelBinding(BaseModel):
     data_dir: str
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.005
+    max_concurrent_batches: int = 1
     runtime: RuntimeSpec = RuntimeSpec()
 
     @property
@@ -78,6 +79,8 @@ class ModelServer:
         batcher = self._batcher()
         batcher.set_max_batch_size(binding.max_batch_size)
         batcher.set_batch_wait_timeout_s(binding.batch_wait_timeout_s)
+        # Serve has no setter for it; its lazy queue reads the attribute when first used.
+        batcher.set_max_batch_size.__self__.max_concurrent_batches = binding.max_concurrent_batches
 
     def _batcher(self) -> Any:  # the subclass's @serve.batch method
         raise NotImplementedError

@@ -11,6 +11,7 @@ so "assigned a GPU" is never taken as "has a GPU". Nor is "ORT lists the provide
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,23 @@ class RuntimeSpec(BaseModel):
     )
     intra_op_num_threads: int = Field(default=1, ge=0, description="0 = ORT default (all cores).")
     inter_op_num_threads: int = Field(default=1, ge=0)
+    overlap_intra_op_num_threads: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "CPU only: threads of a second session of the same model, used by runs that start "
+            "while another run is in flight (max_concurrent_batches > 1). A lone request gets "
+            "all intra_op_num_threads; overlapping ones run one thread each side by side, which "
+            "is how 2 cores are used best. 0 = one session for all runs."
+        ),
+    )
+    allow_spinning: bool = Field(
+        default=False,
+        description=(
+            "Let ORT's idle intra-op threads spin instead of sleeping. Off: on a box where "
+            "replicas share the cores, spinning threads burn the CPU the others need."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -113,10 +131,18 @@ def create_session(
         opts.intra_op_num_threads = spec.intra_op_num_threads
         opts.inter_op_num_threads = spec.inter_op_num_threads
         opts.log_severity_level = 3
+        opts.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spec.allow_spinning else "0"
+        )
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
     if info.provider == "CPUExecutionProvider":
-        return build(["CPUExecutionProvider"]), info
+        session = build(["CPUExecutionProvider"])
+        n = spec.overlap_intra_op_num_threads
+        if n and n < spec.intra_op_num_threads:
+            overlap = spec.model_copy(update={"intra_op_num_threads": n, "allow_spinning": False})
+            return AdaptiveSession(session, create_session(path, overlap)[0]), info
+        return session, info
     # TensorRT needs its own libraries on top of CUDA's: when they are missing, ORT should land on
     # the same GPU through CUDA rather than on the CPU (ORT lists TensorRT in every GPU build).
     gpu_chain = [info.provider]
@@ -141,3 +167,29 @@ def _fell_back(info: RuntimeInfo, session: Any, detail: str) -> RuntimeInfo:
     device = "cpu" if actual == "CPUExecutionProvider" else info.device
     reason = f"onnxruntime could not start {info.provider} ({detail}); running on {actual}"
     return RuntimeInfo(actual, device, info.requested, reason, info.gpu_ids)
+
+
+class AdaptiveSession:
+    """Two CPU sessions of one model: ``solo`` (every thread) for a run alone, ``overlap``
+    (fewer threads) for a run that starts while another is in flight. ORT fixes a session's
+    threads when it is built, so the choice is made per run, by what else is running."""
+
+    def __init__(self, solo: Any, overlap: Any) -> None:
+        self._solo, self._overlap = solo, overlap
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.overlapped_runs = 0
+
+    def run(self, output_names: Any, feeds: Any, *args: Any) -> Any:
+        with self._lock:
+            alone = self._in_flight == 0
+            self._in_flight += 1
+            self.overlapped_runs += not alone
+        try:
+            return (self._solo if alone else self._overlap).run(output_names, feeds, *args)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def __getattr__(self, name: str) -> Any:  # inputs, outputs, providers: the solo's
+        return getattr(self._solo, name)

@@ -31,6 +31,7 @@ from serving.flusher import BackgroundFlusher
 
 log = logging.getLogger("canaryserve.drift.capture")
 Sink = Callable[[list[dict[str, Any]]], Any]
+CAPTURE_NICENESS = 19
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class CaptureQueue:
             batch_size=batch_size,
             flush_interval_s=flush_interval_s,
             name="drift-capture",
+            # Features and embeddings yield the ingress's cores to requests under load (a
+            # full queue drops captures, counted: drift windows are samples).
+            niceness=CAPTURE_NICENESS,
         )
         self._lock = threading.Lock()  # the counters: bumped by request threads and the thread
         self.sent_rows = 0

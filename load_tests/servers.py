@@ -1,7 +1,7 @@
 """Start and stop the servers a benchmark compares, each as its own process on loopback.
 
 :class:`Served` runs a command, waits until its readiness URL answers 200, and stops it with
-SIGINT (then SIGKILL if it hangs), so each arm of a comparison runs with the other stopped.
+SIGTERM (then SIGKILL if it hangs), so each arm of a comparison runs with the other stopped.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Served:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=90)
         except subprocess.TimeoutExpired:

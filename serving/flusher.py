@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from serving.threads import lower_thread_priority
+
 T = TypeVar("T")
 
 # (batch, attempt) -> the items of the batch to hand over again; attempt counts from 1.
@@ -51,6 +53,7 @@ class BackgroundFlusher(Generic[T]):
         flush_interval_s: float,
         max_backoff_s: float = 5.0,
         name: str = "flusher",
+        niceness: int = 0,
     ) -> None:
         if max_pending < 1 or batch_size < 1 or not flush_interval_s > 0 or not max_backoff_s > 0:
             raise ValueError(
@@ -64,6 +67,7 @@ class BackgroundFlusher(Generic[T]):
         self.flush_interval_s = flush_interval_s
         self.max_backoff_s = max_backoff_s
         self.name = name
+        self.niceness = niceness
         self._cond = threading.Condition()
         self._queue: deque[T] = deque()
         self._retry: list[T] = []  # the batch the handler gave back, handed over before the queue
@@ -160,6 +164,7 @@ class BackgroundFlusher(Generic[T]):
     # --- the thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        lower_thread_priority(self.niceness)
         backoff = 0.0
         while True:
             with self._cond:

@@ -20,6 +20,7 @@ from typing import Any
 
 from serving.metric_specs import LOW_CONFIDENCE, PREFIX, ROLLOUT_STATE_CODES
 from serving.metric_specs import SPECS as _SPECS
+from serving.threads import lower_thread_priority
 
 log = logging.getLogger("canaryserve.metrics")
 
@@ -137,6 +138,7 @@ def export_pending() -> int:
 
 
 def _export_loop() -> None:
+    lower_thread_priority(10)
     while True:
         time.sleep(EXPORT_INTERVAL_S)
         export_pending()

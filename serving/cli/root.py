@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -73,6 +74,8 @@ def serve(
     except CanaryError as e:
         fail(e)
 
+    # Read by the raylet when ray.init starts it: the niceness its workers get.
+    os.environ.setdefault("RAY_worker_niceness", str(cfg.server.worker_niceness))
     ray.init(
         num_cpus=cfg.server.ray_num_cpus,
         num_gpus=cfg.server.ray_num_gpus,

@@ -34,6 +34,7 @@ def binding(
         data_dir=registry.data_dir,
         max_batch_size=spec.batching.max_batch_size,
         batch_wait_timeout_s=spec.batching.batch_wait_timeout_s,
+        max_concurrent_batches=spec.batching.max_concurrent_batches,
         runtime=spec.runtime,
     )
 
