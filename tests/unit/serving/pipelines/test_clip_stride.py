@@ -31,7 +31,7 @@ from serving.pipelines.tracker import TrackerConfig, iou_matrix, track_detection
 
 CLIP = load_config().pipelines["clip"]
 FPS = 25.0
-SECONDS = 4.0
+SECONDS = 10.0  # the whole clip (the tolerance is stated for a 10 s clip)
 BATCH = 16  # the detector deployment's max_batch_size: bounds the memory of one call
 
 
@@ -47,19 +47,6 @@ def clip_spec(stride: int) -> PipelineSpec:
 
 
 # --- real models, in process ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def yolo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_registry.references.yolo import detector as v3
-    from model_registry.wheels import find_cached_wheel
-
-    if find_cached_wheel(v3.PACKAGE, v3.VERSION) is None:  # tests never download
-        pytest.skip(f"{v3.PACKAGE}=={v3.VERSION} is not in the wheel cache (run make install)")
-    out = tmp_path_factory.getbasetemp() / "detector-v3-clip-stride"
-    if not (out / "manifest.yaml").is_file():
-        v3.build_detector_v3(out)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +106,7 @@ def mean_iou(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> tuple[float,
 def test_stride_3_sends_a_third_of_the_frames(runs) -> None:
     n = round(SECONDS * FPS)
     assert runs[1][1].items["detector"] == n
-    assert runs[3][1].items["detector"] == len(sample_indices(n, 3)) == 34
+    assert runs[3][1].items["detector"] == len(sample_indices(n, 3)) == n // 3 + 1
     sampled = runs[3][0].outputs["detect"]
     assert isinstance(sampled, FrameDetections) and sampled.indices[-1] == n - 1
 
@@ -147,12 +134,11 @@ def test_stride_3_tracks_match_stride_1(runs) -> None:
 
 def test_stride_3_raises_the_same_alert_labels_from_sampled_frames(runs) -> None:
     full, strided = runs[1][0], runs[3][0]
-    # Labels, not counts: on this 4 s clip the action model calls the track that starts at the
-    # crossing "reaching" unstrided (0.97) and "walking" strided. That is the model, not the
-    # stride: the unstrided track cut to the strided one's span (its last two frames, 97-98,
-    # fall between the samples 96 and 99, where only one person is found) is "walking" too.
-    labels = {a["action"] for a in full.result["alerts"]}
-    assert labels and labels == {a["action"] for a in strided.result["alerts"]}
+    # On the whole 10 s clip the alerts are the same, label for label. (On its first 4 s they
+    # are not: the track that starts at the crossing is only a few frames long there, and the
+    # action model labels that short track differently from its sampled frames.)
+    labels = sorted(a["action"] for a in full.result["alerts"])
+    assert labels and labels == sorted(a["action"] for a in strided.result["alerts"])
     # The walker who crosses the whole clip gets the same action either way.
     whole = [
         [a for a in run.result["actions"] if a["track_id"] == t["track_id"]]
