@@ -74,8 +74,11 @@ def serve(
     except CanaryError as e:
         fail(e)
 
-    # Read by the raylet when ray.init starts it: the niceness its workers get.
+    # Read by the raylet when ray.init starts it: the niceness its workers get, and the size
+    # up to which call arguments travel inline instead of through the object store (an
+    # uploaded photo, 100-500 KB, between proxy, ingress and model replica).
     os.environ.setdefault("RAY_worker_niceness", str(cfg.server.worker_niceness))
+    os.environ.setdefault("RAY_max_direct_call_object_size", str(4 * 1024 * 1024))
     ray.init(
         num_cpus=cfg.server.ray_num_cpus,
         num_gpus=cfg.server.ray_num_gpus,
