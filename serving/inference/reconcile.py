@@ -70,6 +70,7 @@ class Reconciler:
             rollouts = self._last_rollouts
         running = await self._running_apps(aliases, rollouts)
         self._canary.apply(aliases, running, rollouts)
+        metrics.set_routes(self._canary.routes, {m: r.state for m, r in rollouts.items()})
 
     async def _running_apps(
         self, aliases: Mapping[str, Mapping[str, int]], rollouts: dict[str, RolloutRoute]
@@ -87,7 +88,6 @@ class Reconciler:
         self._last_running = await asyncio.to_thread(self._running)
         self._running_at = time.monotonic()
         return self._last_running
-        metrics.set_routes(self._canary.routes, {m: r.state for m, r in rollouts.items()})
 
     def flush(self) -> None:
         """Hand the gathered rollout records to the controller; count dropped drift rows."""

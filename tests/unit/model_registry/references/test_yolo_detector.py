@@ -50,18 +50,15 @@ def test_the_manifest_describes_a_yolo_pose_detector(v3_dir: Path) -> None:
     assert (m.name, m.task, m.labels, m.artifacts["model"]) == (
         "detector", "detection", ["person"], "yolo11n-pose.onnx",
     )  # fmt: skip
-    # The same network at rectangular sizes (less padding), each its own fixed-shape graph.
-    assert {k: v for k, v in m.artifacts.items() if k != "model"} == {
-        "model@640x480": "yolo11n-pose-640x480.onnx", "model@480x640": "yolo11n-pose-480x640.onnx",
-        "model@640x384": "yolo11n-pose-640x384.onnx", "model@384x640": "yolo11n-pose-384x640.onnx",
-    }  # fmt: skip
+    # No rectangular inputs ship (see RECT_SIZES): one graph, the square one.
+    assert set(m.artifacts) == {"model"}
     assert all(m.artifact_path(v3_dir, k).is_file() for k in m.artifacts)
     assert (m.input.width, m.input.height, m.input.channels, m.input.layout) == (
         640, 640, 3, "NCHW",
     )  # fmt: skip
     assert m.preprocess == {
         "input_range": [0.0, 1.0], "pad_value": 114,
-        "rect_inputs": [[640, 480], [480, 640], [640, 384], [384, 640]],
+        "rect_inputs": [],
     }  # fmt: skip
     assert m.postprocess == {
         "decoder": "yolo_pose", "score_threshold": 0.25, "iou_threshold": 0.5,
@@ -184,10 +181,10 @@ def test_one_run_finds_several_people(detector: DetectorModel) -> None:
     calls = detector.ort_calls
     images = [image, skimage.data.astronaut(), skimage.data.chelsea()]
     batch = detector.predict(images)
-    # One ORT call per input shape in the batch: the square one for the astronaut, the
-    # landscape ones for the wide canvas and the cat.
+    # One ORT call per input shape in the batch (here all run on the square input).
+
     shapes = {detector.input_shape(im.shape[1], im.shape[0]) for im in images}
-    assert shapes == {(640, 384), (640, 640), (640, 480)}, shapes
+    assert shapes == {(640, 640)}, shapes  # no rectangular inputs ship
     assert [len(b) for b in batch] == [3, 1, 0] and detector.ort_calls == calls + len(shapes)
     calls = detector.ort_calls
     assert [len(b) for b in detector.predict([image, image])] == [3, 3]

@@ -43,11 +43,18 @@ def _setup(config: PlatformConfig) -> tuple[Reconciler, CanaryState, _Controller
     return rec, state, controller, calls
 
 
-def test_serve_status_is_asked_once_while_nothing_new_is_named(config: PlatformConfig) -> None:
+def test_serve_status_is_asked_once_while_nothing_new_is_named(
+    config: PlatformConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving import metrics
+
+    exported: list[dict[str, object]] = []
+    monkeypatch.setattr(metrics, "set_routes", lambda routes, states: exported.append(routes))
     rec, _, _, calls = _setup(config)
     for _ in range(3):
         asyncio.run(rec.reconcile())
     assert len(calls) == 1
+    assert len(exported) == 3  # every reconcile exports the routes (canary weight, state)
 
 
 def test_a_challenger_not_running_yet_is_looked_for_at_every_reconcile(
