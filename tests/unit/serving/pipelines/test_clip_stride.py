@@ -20,7 +20,6 @@ from deployments.types import Detection, Keypoint, Track, TrackPoint
 from serving.config import load_config
 from serving.pipelines.executor import PipelineRun, execute
 from serving.pipelines.ops import OPS, Clip, to_json
-from serving.pipelines.spec import PipelineSpec
 from serving.pipelines.stride import (
     FrameDetections,
     interpolate_detection,
@@ -28,22 +27,12 @@ from serving.pipelines.stride import (
     sample_indices,
 )
 from serving.pipelines.tracker import TrackerConfig, iou_matrix, track_detections
+from tests.unit.serving.pipelines.clip_specs import clip_spec
 
 CLIP = load_config().pipelines["clip"]
 FPS = 25.0
 SECONDS = 10.0  # the whole clip (the issue's tolerance is stated for a 10 s clip)
 BATCH = 16  # the detector deployment's max_batch_size: bounds the memory of one call
-
-
-def clip_spec(stride: int) -> PipelineSpec:
-    """The packaged ``clip`` pipeline with its detector's ``stride`` replaced."""
-    nodes = [
-        n.model_copy(update={"params": {**n.params, "stride": stride, "max_detect_fps": None}})
-        if n.op == "detect_frames"
-        else n
-        for n in CLIP.nodes
-    ]
-    return CLIP.model_copy(update={"nodes": nodes})
 
 
 # --- real models, in process ---------------------------------------------------------------

@@ -12,22 +12,9 @@ from deployments.types import Detection, Keypoint, TextLine
 from serving.config import load_config
 from serving.pipelines.executor import models_of, run_pipeline
 from serving.pipelines.ops import Clip
-from serving.pipelines.spec import PipelineSpec
+from tests.unit.serving.pipelines.clip_specs import clip_spec
 
 CFG = load_config()
-
-
-def clip_spec(stride: int) -> PipelineSpec:
-    """The packaged ``clip`` pipeline with its detector's ``stride`` replaced (the packaged one
-    is meant for 25 fps clips; these tests use a few frames)."""
-    spec = CFG.pipelines["clip"]
-    nodes = [
-        n.model_copy(update={"params": {**n.params, "stride": stride, "max_detect_fps": None}})
-        if n.op == "detect_frames"
-        else n
-        for n in spec.nodes
-    ]
-    return spec.model_copy(update={"nodes": nodes})
 
 
 class Recorder:
