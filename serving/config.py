@@ -13,7 +13,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from deployments.runtime import RuntimeSpec
-from serving.access import AuthPolicy
+from serving.access import AuthPolicy, is_loopback
 from serving.audit import AuditSpec
 from serving.errors import ConfigError, validation_lines
 from serving.pipelines.spec import PipelineSpec, check_pipeline
@@ -154,6 +154,45 @@ class ServerSpec(Strict):
             "other process on the box: on 2 cores that halved the serving throughput."
         ),
     )
+    ingress_proxy: Literal["auto", "haproxy", "serve"] = Field(
+        default="auto",
+        description=(
+            "What takes HTTP connections: 'haproxy' (Ray Serve's HAProxy front, forwarding "
+            "straight to the ingress replica's own HTTP server) or 'serve' (Ray's Python proxy "
+            "actor, one more process hop per request). HAProxy hides the client's address "
+            "(every caller looks like 127.0.0.1), so 'auto' picks it only when the server is "
+            "bound to loopback, where every caller is local anyway."
+        ),
+    )
+    serve_fast_path: bool = Field(
+        default=True,
+        description=(
+            "Ray Serve's throughput settings: calls between deployments over gRPC, request "
+            "handling and routing on each replica's main event loop (no thread hop), access "
+            "logs buffered and kept in Ray's log files instead of echoed to this console."
+        ),
+    )
+    haproxy_stats_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="HAProxy's stats page (all interfaces); unset: a free port at start.",
+    )
+    haproxy_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="HAProxy's Prometheus exporter (all interfaces); unset: a free port.",
+    )
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def uses_haproxy(self) -> bool:
+        if self.ingress_proxy == "auto":
+            return self.loopback
+        return self.ingress_proxy == "haproxy"
 
 
 class CanarySpec(Strict):
@@ -261,6 +300,19 @@ class PlatformConfig(Strict):
     bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec)
     models: dict[str, ModelSpec]
     pipelines: dict[str, PipelineSpec]
+
+    @model_validator(mode="after")
+    def _client_addresses(self) -> PlatformConfig:
+        # Behind HAProxy every caller's address is 127.0.0.1: with auth off, a remote caller
+        # would pass the loopback-only rule of the operator and admin routes.
+        server = self.server
+        if server.ingress_proxy == "haproxy" and not server.loopback and not self.auth.enabled:
+            raise ValueError(
+                f"server.ingress_proxy 'haproxy' with server.host {server.host!r} needs "
+                "auth.enabled: true (behind HAProxy every caller looks local); use 'serve' or "
+                "'auto' to keep callers' addresses"
+            )
+        return self
 
     @model_validator(mode="after")
     def _graphs(self) -> PlatformConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -58,6 +57,7 @@ def serve(
 
     from model_registry.settings import data_dir, tracking_uri
     from serving.app import deploy
+    from serving.cluster.engine import apply_env, front_line, ray_env, reap_stray_haproxy
     from serving.config import load_config
 
     try:
@@ -74,11 +74,9 @@ def serve(
     except CanaryError as e:
         fail(e)
 
-    # Read by the raylet when ray.init starts it: the niceness its workers get, and the size
-    # up to which call arguments travel inline instead of through the object store (an
-    # uploaded photo, 100-500 KB, between proxy, ingress and model replica).
-    os.environ.setdefault("RAY_worker_niceness", str(cfg.server.worker_niceness))
-    os.environ.setdefault("RAY_max_direct_call_object_size", str(4 * 1024 * 1024))
+    # Read when ray.init starts the raylet, which hands them to every worker.
+    env = apply_env(ray_env(cfg.server))
+    reap_stray_haproxy()
     ray.init(
         num_cpus=cfg.server.ray_num_cpus,
         num_gpus=cfg.server.ray_num_gpus,
@@ -96,6 +94,7 @@ def serve(
         typer.echo("\nstopping canaryserve ...")
         rserve.shutdown()
         ray.shutdown()
+        reap_stray_haproxy()
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, _stop)
@@ -116,6 +115,9 @@ def serve(
         typer.echo(f"  MLflow store  {tracking_uri()}  (artifacts under {data_dir()})")
         typer.echo("  served        " + ", ".join(b.deployment_name for b in plan.bindings))
         typer.echo("  auth          disabled (local default; bound to loopback)")
+        typer.echo(f"  HTTP front    {front_line(env)}")
+        if env.get("RAY_SERVE_LOG_TO_STDERR") == "0":
+            typer.echo("  replica logs  /tmp/ray/session_latest/logs/serve/ (not echoed here)")
         typer.echo("Ctrl-C to stop.")
         while True:
             time.sleep(1)
@@ -124,6 +126,7 @@ def serve(
     except CanaryError as e:
         rserve.shutdown()
         ray.shutdown()
+        reap_stray_haproxy()
         fail(e)
 
 

@@ -106,6 +106,8 @@ def ray_cluster(data_dir: Path) -> Iterator[None]:
     from ray import serve
 
     from deployments.runtime import cuda_device_present
+    from serving.cluster.engine import ray_env, reap_stray_haproxy
+    from serving.config import ServerSpec
 
     # Autoscale on what replicas report: the test driver's own handle is then not what decides
     # whether the GPU test scales (the driver process is busy with many other things).
@@ -113,6 +115,12 @@ def ray_cluster(data_dir: Path) -> Iterator[None]:
     # Logical GPUs let the scheduling tests place fractional-GPU replicas on a CPU machine. With a
     # real CUDA device Ray detects the GPUs instead (None): a logical GPU id that does not exist
     # (GPU 1 on a one-GPU machine) would make a replica's CUDA session fail.
+    # The cluster `canaryserve serve` starts on loopback (HAProxy front, Serve's fast path):
+    # set for ray.init, which hands it to the raylet and every worker, then restored so no
+    # later process of this session inherits it.
+    env = ray_env(ServerSpec(host="127.0.0.1"))
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     ray.init(
         num_cpus=4,
         num_gpus=None if cuda_device_present() else 2,
@@ -121,9 +129,15 @@ def ray_cluster(data_dir: Path) -> Iterator[None]:
         _metrics_export_port=free_port(),
         runtime_env={"env_vars": {"CANARYSERVE_DATA_DIR": str(data_dir)}},
     )
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     yield
     serve.shutdown()
     ray.shutdown()
+    reap_stray_haproxy()
 
 
 @pytest.fixture(scope="session")
