@@ -87,6 +87,15 @@ class DetectorPreprocess(BaseModel):
 
     input_range: tuple[float, float] | None = None
     pad_value: int = Field(default=0, ge=0, le=255, description="Letterbox border pixel value.")
+    resize: Literal["area", "linear"] = Field(
+        default="area",
+        description=(
+            "How an image shrinks onto the input. 'area' averages (best where crops shrink a "
+            "lot); 'linear' is bilinear down to half size and area below, as Ultralytics "
+            "trains: 0.7 instead of 6.3 ms for an 810x1080 photo onto 480x640 (a JPEG's larger "
+            "reductions happen at decode, in the DCT domain)."
+        ),
+    )
     rect_inputs: list[tuple[int, int]] = Field(
         default_factory=list,
         description=(
@@ -98,18 +107,24 @@ class DetectorPreprocess(BaseModel):
 
 
 def letterbox(
-    image: np.ndarray, width: int, height: int, pad_value: int = 0
+    image: np.ndarray,
+    width: int,
+    height: int,
+    pad_value: int = 0,
+    resize: Literal["area", "linear"] = "area",
 ) -> tuple[np.ndarray, float, float, float]:
     """Resize keeping the aspect ratio, centred on a ``pad_value`` canvas.
 
-    Returns (canvas, scale, pad_x, pad_y): original pixel p sits at p * scale + pad.
+    ``resize`` is how it shrinks (``DetectorPreprocess.resize``). Returns (canvas, scale,
+    pad_x, pad_y): original pixel p sits at p * scale + pad.
     """
     import cv2
 
     h, w = image.shape[:2]
     scale = min(width / w, height / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    area_below = 1.0 if resize == "area" else 0.5
+    interp = cv2.INTER_AREA if scale < area_below else cv2.INTER_LINEAR
     resized = cv2.resize(image, (nw, nh), interpolation=interp)
     canvas = np.full((height, width, 3), pad_value, dtype=np.uint8)
     px, py = (width - nw) // 2, (height - nh) // 2
@@ -188,7 +203,9 @@ class DetectorModel:
             grow = np.array([ow / iw, oh / ih, ow / iw, oh / ih])
             for x1, y1, x2, y2 in self._windows(iw, ih):
                 shape = self.input_shape(x2 - x1, y2 - y1)
-                canvas, scale, px, py = letterbox(image[y1:y2, x1:x2], *shape, self.pre.pad_value)
+                canvas, scale, px, py = letterbox(
+                    image[y1:y2, x1:x2], *shape, self.pre.pad_value, self.pre.resize
+                )
                 crops.append(canvas)
                 shapes.append(shape)
                 metas.append((i, scale, x1 - px / scale, y1 - py / scale, grow))

@@ -32,7 +32,7 @@ from model_registry.settings import cache_dir
 from model_registry.store import CHAMPION, ModelStore
 
 # Bump when a builder's output changes, so cached model dirs are rebuilt.
-BUILD_REVISION = "4"
+BUILD_REVISION = "5"
 APACHE = "Apache-2.0"
 AGPL = "AGPL-3.0"
 ALL_LICENSES: tuple[str, ...] = (APACHE, AGPL)

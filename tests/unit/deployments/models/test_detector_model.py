@@ -117,6 +117,27 @@ def test_letterbox_keeps_aspect_and_centres() -> None:
     assert canvas[:56].max() == 0 and canvas[-56:].max() == 0 and canvas[56:168].min() == 255
 
 
+def test_letterbox_resize_modes() -> None:
+    import cv2
+
+    def placed(canvas: np.ndarray, w: int, h: int) -> np.ndarray:
+        py, px = (canvas.shape[0] - h) // 2, (canvas.shape[1] - w) // 2
+        return canvas[py : py + h, px : px + w]
+
+    # 512 -> 384: 'area' averages, 'linear' is bilinear (as Ultralytics trains).
+    area, *_ = letterbox(ASTRONAUT, 384, 384, resize="area")
+    linear, *_ = letterbox(ASTRONAUT, 384, 384, resize="linear")
+    assert np.array_equal(area, cv2.resize(ASTRONAUT, (384, 384), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(
+        linear, cv2.resize(ASTRONAUT, (384, 384), interpolation=cv2.INTER_LINEAR)
+    )
+    assert not np.array_equal(area, linear)
+    # Below half size bilinear would skip pixels: 'linear' averages there too.
+    small, *_ = letterbox(ASTRONAUT, 200, 100, resize="linear")
+    want = cv2.resize(ASTRONAUT, (100, 100), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(placed(small, 100, 100), want)
+
+
 def test_invalid_images_are_refused(models) -> None:
     with pytest.raises(InvalidInput, match="dtype float32"):
         models["v1"].predict([np.zeros((32, 32, 3), np.float32)])
