@@ -172,6 +172,16 @@ class ServerSpec(Strict):
             "logs buffered and kept in Ray's log files instead of echoed to this console."
         ),
     )
+    control_loop_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=5,
+        description=(
+            "How often Serve's controller runs its loop (Ray's default 0.1 s): deployments, "
+            "health and autoscaling decisions follow within it. At 0.1 s the controller alone "
+            "held ~4 % of a core on an idle 2-core box."
+        ),
+    )
     haproxy_stats_port: int | None = Field(
         default=None,
         ge=1,

@@ -37,6 +37,7 @@ def ray_env(server: ServerSpec) -> dict[str, str]:
         # inline instead of through the object store (an uploaded photo, 100-500 KB).
         "RAY_worker_niceness": str(server.worker_niceness),
         "RAY_max_direct_call_object_size": str(INLINE_ARGS_BYTES),
+        "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": str(server.control_loop_interval_s),
     }
     if server.uses_haproxy():
         env |= {

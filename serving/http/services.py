@@ -36,4 +36,4 @@ class Services:
     handles: HandleSource
     controller: ActorCalls  # the rollout controller's admin commands
     monitor: ActorCalls  # the drift monitor's reports and views
-    store: Callable[[], ModelStore]  # a registry client (MLflow), made per use in a thread
+    store: Callable[[], ModelStore]  # the registry client (MLflow), shared; called in a thread

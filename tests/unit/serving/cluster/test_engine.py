@@ -25,6 +25,7 @@ def test_loopback_server_gets_haproxy_and_the_fast_path() -> None:
     assert env["RAY_SERVE_USE_GRPC_BY_DEFAULT"] == "1"
     assert env["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == "0"
     assert env["RAY_worker_niceness"] == "0"
+    assert env["RAY_SERVE_CONTROL_LOOP_INTERVAL_S"] == "0.5"  # Ray's 0.1 s: 4 % of a core idle
     # Two servers on one box must not fight over HAProxy's stats and exporter ports.
     other = ray_env(ServerSpec(host="127.0.0.1"))
     assert env["RAY_SERVE_HAPROXY_STATS_PORT"] != other["RAY_SERVE_HAPROXY_STATS_PORT"]
