@@ -128,9 +128,7 @@ def test_letterbox_resize_modes() -> None:
     area, *_ = letterbox(ASTRONAUT, 384, 384, resize="area")
     linear, *_ = letterbox(ASTRONAUT, 384, 384, resize="linear")
     assert np.array_equal(area, cv2.resize(ASTRONAUT, (384, 384), interpolation=cv2.INTER_AREA))
-    assert np.array_equal(
-        linear, cv2.resize(ASTRONAUT, (384, 384), interpolation=cv2.INTER_LINEAR)
-    )
+    assert np.array_equal(linear, cv2.resize(ASTRONAUT, (384, 384), interpolation=cv2.INTER_LINEAR))
     assert not np.array_equal(area, linear)
     # Below half size bilinear would skip pixels: 'linear' averages there too.
     small, *_ = letterbox(ASTRONAUT, 200, 100, resize="linear")
