@@ -58,6 +58,7 @@ def test_the_manifest_describes_a_yolo_pose_detector(v3_dir: Path) -> None:
     )  # fmt: skip
     assert m.preprocess == {
         "input_range": [0.0, 1.0], "pad_value": 114,
+        "resize": "linear",
         "rect_inputs": [],
     }  # fmt: skip
     assert m.postprocess == {
