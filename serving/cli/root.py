@@ -86,15 +86,19 @@ def serve(
     )
     stopping = False
 
+    def _shutdown() -> None:
+        # The cluster, then any haproxy its manager left behind holding the port.
+        rserve.shutdown()
+        ray.shutdown()
+        reap_stray_haproxy()
+
     def _stop(*_: Any) -> None:
         nonlocal stopping
         if stopping:
             return
         stopping = True
         typer.echo("\nstopping canaryserve ...")
-        rserve.shutdown()
-        ray.shutdown()
-        reap_stray_haproxy()
+        _shutdown()
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, _stop)
@@ -124,9 +128,7 @@ def serve(
     except KeyboardInterrupt:
         _stop()
     except CanaryError as e:
-        rserve.shutdown()
-        ray.shutdown()
-        reap_stray_haproxy()
+        _shutdown()
         fail(e)
 
 
