@@ -24,11 +24,16 @@ from model_registry.store import ModelRef
 from serving import metrics
 from serving.cluster.actors import TickingActor, ensure_actor, get_actor, lower_priority
 from serving.config import PlatformConfig
-from serving.rollouts.evidence import DriftEvidence
+from serving.rollouts.evidence import DriftAsk, DriftEvidence
 
 log = logging.getLogger("canaryserve.drift")
 PRUNE_EVERY_S = 3600.0
 ALIASES_TTL_S = 10.0
+EVIDENCE_WAIT_S = 3.0  # how long the controller's round waits for a rollout measurement
+KEEP_ASKS = 32
+# In the controller's process: the measurement running for a window, and the last finished.
+_in_flight: dict[DriftAsk, Any] = {}
+_finished: dict[DriftAsk, DriftEvidence | None] = {}
 
 
 class MonitorActor(TickingActor):
@@ -141,10 +146,28 @@ def rollout_drift(
     model: str, champion: int, challenger: int, since: float, min_rows: int
 ) -> DriftEvidence | None:
     """The rollout controller's drift source: what the monitor measured for a rollout window
-    (None when no monitor runs). Handed to the controller by app assembly."""
-    monitor = get_monitor()
-    if monitor is None:
-        return None
-    ref = monitor.call.remote("rollout_drift", model, champion, challenger, since, min_rows)
-    evidence: DriftEvidence | None = ray.get(ref, timeout=120)
-    return evidence
+    (None when no monitor runs). Handed to the controller by app assembly; runs in the
+    controller's process.
+
+    It waits at most :data:`EVIDENCE_WAIT_S` for the monitor, whose reports run at the lowest
+    priority: while a measurement is still running it answers the last finished one for the
+    same window (fewer rows, never another window's), or raises ``TimeoutError`` when there is
+    none yet. The next ask picks the running measurement up: one at a time per window, never a
+    queue of them behind a busy monitor."""
+    ask: DriftAsk = (model, int(champion), int(challenger), float(since), int(min_rows))
+    ref = _in_flight.get(ask)
+    if ref is None:
+        monitor = get_monitor()
+        if monitor is None:
+            return None
+        ref = _in_flight[ask] = monitor.call.remote("rollout_drift", *ask)
+    ready, _ = ray.wait([ref], timeout=EVIDENCE_WAIT_S)
+    if ready:
+        del _in_flight[ask]
+        _finished[ask] = ray.get(ref)  # a monitor error is raised here, to the caller
+    for kept in (_in_flight, _finished):
+        while len(kept) > KEEP_ASKS:  # oldest windows first: dicts keep insertion order
+            del kept[next(iter(kept))]
+    if ask not in _finished:
+        raise TimeoutError(f"the drift monitor is still measuring {model} v{challenger}")
+    return _finished[ask]

@@ -64,6 +64,12 @@ class TickingActor:
     def tick(self) -> None:
         """One round of periodic work (runs in a thread, under the lock)."""
 
+    def round(self) -> None:
+        """One pass of the loop (in a thread): ``tick`` under the lock. An actor whose round
+        waits on another actor does that wait here, outside the lock, so that its calls (a
+        status read, the ingress's route poll) never queue behind someone else's work."""
+        self._locked(self.tick)
+
     def _locked(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         with self._lock:
             return fn(*args, **kw)
@@ -71,7 +77,7 @@ class TickingActor:
     async def _loop(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self._locked, self.tick)
+                await asyncio.to_thread(self.round)
             except Exception:
                 log.exception("%s tick failed", type(self).__name__)
             await asyncio.sleep(self.tick_s)

@@ -58,6 +58,9 @@ class DriftEvidence(BaseModel):
 
 
 # (model, champion, challenger, window start, min rows) -> what the drift monitor measured,
-# or None when there is no monitor. App assembly hands the controller a picklable
-# module-level function; the controller never imports the drift package.
+# or None when there is no monitor; TimeoutError while it has no answer for that window yet.
+# App assembly hands the controller a picklable module-level function; the controller never
+# imports the drift package.
 DriftSource = Callable[[str, int, int, float, int], DriftEvidence | None]
+# One call's arguments: what the controller asks for a rollout window.
+DriftAsk = tuple[str, int, int, float, int]

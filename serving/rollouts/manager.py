@@ -29,7 +29,7 @@ from serving.pipelines.spec import PipelineSpec
 from serving.rollouts import machine as sm
 from serving.rollouts.checks import WindowStats
 from serving.rollouts.controller.store import RolloutStore
-from serving.rollouts.evidence import PREDICTION_DRIFT, DriftSource
+from serving.rollouts.evidence import PREDICTION_DRIFT, DriftAsk, DriftEvidence, DriftSource
 from serving.rollouts.offline import OfflineSource
 from serving.rollouts.pairing import check_challenger_pairing
 from serving.rollouts.spec import parse_rollout_spec
@@ -171,18 +171,34 @@ class RolloutManager:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def tick(self) -> None:
+    def drift_asks(self) -> builtins.list[DriftAsk]:
+        """What this tick would ask the drift source, one per judged rollout that runs the
+        ``prediction_drift`` check. The controller actor fetches these outside its lock (the
+        monitor may take a while) and hands the answers to :meth:`tick`."""
+        asks = []
+        for r in self.store.list(active_only=True):
+            ask = self._drift_ask(r)
+            if ask is not None and r.state not in ("pending", "paused"):
+                asks.append(ask)
+        return asks
+
+    def tick(self, drift: Mapping[DriftAsk, DriftEvidence] | None = None) -> None:
+        """One round over the active rollouts. ``drift``: the evidence already fetched for
+        :meth:`drift_asks` (an ask without an answer gets none this round); without it the
+        drift source is asked here."""
         now = self.clock()
         for r in self.store.list(active_only=True):
             try:
-                self._tick_one(r, now)
+                self._tick_one(r, now, drift)
             except CanaryError as e:
                 log.error("rollout %s: %s", r.id, e.message)
             except Exception:
                 log.exception("rollout %s: tick failed", r.id)
         self._run_drains(now)
 
-    def _tick_one(self, r: sm.Rollout, now: float) -> None:
+    def _tick_one(
+        self, r: sm.Rollout, now: float, drift: Mapping[DriftAsk, DriftEvidence] | None
+    ) -> None:
         model, version = r.spec.model, r.spec.challenger_version
         if r.state == "pending":
             # Weight only once the challenger's replicas are ready.
@@ -202,29 +218,40 @@ class RolloutManager:
         stats = self.stats.window(
             r.id, sm.window_started_at(r), max_per_key=r.spec.max_requests_per_key
         )
-        self._add_drift(r, stats)
+        self._add_drift(r, stats, drift)
         self._add_offline(r, stats)
         r2, events, action = sm.tick(r, stats, now)
         if r2 is not r:  # tick returns its argument when nothing happened
             self._apply(r2, events, action)
 
-    def _add_drift(self, r: sm.Rollout, stats: WindowStats) -> None:
-        """Put the drift evidence in ``stats.extra`` when the rollout runs that check."""
+    def _drift_ask(self, r: sm.Rollout) -> DriftAsk | None:
         wanted = [c for c in r.spec.checks if c.name == PREDICTION_DRIFT and c.enabled]
         if not wanted or self.drift is None:
-            return
+            return None
         min_rows = wanted[0].min_samples or r.spec.min_requests
-        try:
-            evidence = self.drift(
-                r.spec.model,
-                r.champion_version,
-                r.spec.challenger_version,
-                sm.window_started_at(r),
-                min_rows,
-            )
-        except Exception as e:  # no data is "no verdict", never a failed check
-            log.warning("rollout %s: drift monitor unavailable: %r", r.id, e)
+        return (
+            r.spec.model,
+            r.champion_version,
+            r.spec.challenger_version,
+            sm.window_started_at(r),
+            min_rows,
+        )
+
+    def _add_drift(
+        self, r: sm.Rollout, stats: WindowStats, fetched: Mapping[DriftAsk, DriftEvidence] | None
+    ) -> None:
+        """Put the drift evidence in ``stats.extra`` when the rollout runs that check."""
+        ask = self._drift_ask(r)
+        if ask is None or self.drift is None:
             return
+        if fetched is not None:
+            evidence = fetched.get(ask)  # absent: not in yet, or the window moved since
+        else:
+            try:
+                evidence = self.drift(*ask)
+            except Exception as e:  # no data is "no verdict", never a failed check
+                log.warning("rollout %s: drift monitor unavailable: %r", r.id, e)
+                return
         if evidence is not None:
             stats.extra[PREDICTION_DRIFT] = evidence
 

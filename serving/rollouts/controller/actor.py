@@ -29,7 +29,7 @@ from serving.cluster.versions import LocalVersionApps, VersionApps, binding
 from serving.config import PlatformConfig
 from serving.rollouts.checks import Check, register_check
 from serving.rollouts.controller.store import RolloutStore
-from serving.rollouts.evidence import DriftSource
+from serving.rollouts.evidence import DriftAsk, DriftEvidence, DriftSource
 from serving.rollouts.manager import RolloutManager
 
 log = logging.getLogger("canaryserve.controller")
@@ -120,6 +120,26 @@ class RolloutController(TickingActor):
 
     def tick(self) -> None:
         self.manager.tick()
+
+    def round(self) -> None:
+        # The drift monitor may take a while: it is asked outside the lock, so admin reads
+        # and the ingress's route polls never wait on it (TimeoutError: no answer yet).
+        drift = self.manager.drift
+        fetched: dict[DriftAsk, DriftEvidence] = {}
+        for ask in self._locked(self.manager.drift_asks):
+            if drift is None:
+                break
+            try:
+                evidence = drift(*ask)
+            except TimeoutError as e:
+                log.info("%s", e)
+                continue
+            except Exception as e:  # no data is "no verdict", never a failed check
+                log.warning("%s v%s: drift monitor unavailable: %r", ask[0], ask[2], e)
+                continue
+            if evidence is not None:
+                fetched[ask] = evidence
+        self._locked(self.manager.tick, fetched)
 
     async def routes(self) -> dict[str, RolloutRoute]:
         self._ensure_loop()

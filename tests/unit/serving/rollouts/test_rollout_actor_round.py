@@ -1,0 +1,122 @@
+"""The controller's round: the drift monitor is asked outside the lock.
+
+A CI run once saw a saturated box starve the drift monitor; the controller, waiting for its
+answer inside the lock, then held every admin read and the ingress's route poll for two
+minutes at a time. The round now asks first, unlocked, and hands the answers to the tick.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model_registry.settings import RegistryRef
+from serving.config import load_config
+from serving.rollouts.controller.actor import RolloutController
+from serving.rollouts.evidence import DriftEvidence
+from tests.unit.serving.rollouts.conftest import SPEC, traffic
+
+pytestmark = pytest.mark.usefixtures("prediction_drift")
+
+DRIFTED = DriftEvidence.model_validate(
+    {
+        "pairs": 40,
+        "vs_champion": {
+            "report_id": "detector-v2-challenger-vs-champion-r1",
+            "status": "drift",
+            "drift_share": 1.0,
+            "drifted_features": ["pred_count"],
+            "reference_rows": 40,
+            "current_rows": 40,
+        },
+    }
+)
+DRIFT_SPEC = {
+    **SPEC,
+    "checks": [{"name": "prediction_drift", "threshold": 0.5, "min_samples": 25}],
+}
+
+
+def _controller(setup: Any, tmp_path: Path, drift: Any) -> RolloutController:
+    """A controller around the test's manager (real stores, recording deployer)."""
+    manager = setup[0]
+    manager.drift = drift
+    registry = RegistryRef(
+        tracking_uri=f"sqlite:///{tmp_path / 'unused.db'}", data_dir=str(tmp_path / "unused")
+    )
+    controller = RolloutController(load_config(), registry)
+    controller.manager = controller.target = manager
+    return controller
+
+
+def test_admin_reads_go_through_while_the_monitor_is_measuring(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    entered, release = threading.Event(), threading.Event()
+    asked: list[tuple[Any, ...]] = []
+
+    def slow(*ask: Any) -> DriftEvidence:
+        asked.append(ask)
+        entered.set()
+        assert release.wait(10)
+        return DRIFTED
+
+    controller = _controller(setup, tmp_path, slow)
+    manager, _store, _deployer, clock = setup
+    rid = manager.start(DRIFT_SPEC)["id"]
+    manager.tick()  # the challenger is ready: the rollout is judged from now on
+    round_ = threading.Thread(target=controller.round)
+    round_.start()
+    try:
+        assert entered.wait(5)
+        seen: list[dict[str, Any]] = []
+        reader = threading.Thread(
+            target=lambda: seen.append(controller._locked(manager.describe, rid))
+        )
+        reader.start()
+        reader.join(5)
+        assert seen and seen[0]["state"] == "progressing"  # not queued behind the monitor
+        assert controller._locked(manager.routes)["detector"].weight == 50
+    finally:
+        release.set()
+        round_.join(10)
+    assert not round_.is_alive()
+    assert asked == manager.drift_asks() == [("detector", 1, 2, asked[0][3], 25)]
+
+    # What the round fetched is what the tick judges: two drifted windows roll it back.
+    for _ in range(2):
+        clock.now += 11
+        traffic(manager, rid, clock.now - 1, challenger_errors=False)
+        controller.round()
+    done = manager.describe(rid)
+    assert done["state"] == "rolled_back" and done["ended_reason"] == "prediction_drift"
+
+
+def test_a_measurement_still_running_is_no_verdict(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    def busy(*ask: Any) -> DriftEvidence:
+        raise TimeoutError("the drift monitor is still measuring detector v2")
+
+    controller = _controller(setup, tmp_path, busy)
+    manager, _store, _deployer, clock = setup
+    rid = manager.start(DRIFT_SPEC)["id"]
+    controller.round()
+    for _ in range(2):
+        clock.now += 11
+        traffic(manager, rid, clock.now - 1, challenger_errors=False)
+        controller.round()
+    assert manager.describe(rid)["state"] == "promoted"  # no evidence is not a failure
+
+
+def test_paused_and_pending_rollouts_ask_nothing(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, deployer, _clock = setup
+    manager.drift = lambda *ask: None
+    deployer.instant = False  # the challenger is still deploying: the rollout is pending
+    rid = manager.start(DRIFT_SPEC)["id"]
+    manager.tick()
+    assert manager.describe(rid)["state"] == "pending" and manager.drift_asks() == []
+    deployer.running.add(("detector", 2))
+    manager.tick()
+    assert len(manager.drift_asks()) == 1
+    manager.pause(rid)
+    assert manager.drift_asks() == []
