@@ -10,6 +10,12 @@ never retrying, since drift windows are samples and a late row is worth little. 
 is full new jobs are dropped (and counted) instead of waiting. Nothing here can fail or slow
 down a request.
 
+A capture that falls behind (a saturated node leaves the thread, at nice 19, little CPU) drops
+the jobs older than ``max_age_s`` when it reaches them (counted in ``dropped_rows`` and
+``stale_rows``) and catches up with the traffic: windows judge fresh rows, and a rollout window
+sees its own requests, not those of minutes ago. A shadow's input is its request's input: its
+rows reuse the input features (and embedding) already measured for the live rows.
+
 Image embeddings (:mod:`drift.embeddings`, ~10 ms of CPU each) are computed in the same thread
 for a sample of the captured requests (``embedding_sample_rate``); the other rows carry no
 ``emb_`` columns. A failed embedding costs the batch its embeddings, never its rows.
@@ -21,17 +27,19 @@ import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from drift.embeddings import Embedder
-from drift.rows import request_rows
+from drift.rows import input_row, request_rows
 from serving.flusher import BackgroundFlusher
 
 log = logging.getLogger("canaryserve.drift.capture")
 Sink = Callable[[list[dict[str, Any]]], Any]
 CAPTURE_NICENESS = 19
+KEEP_INPUTS = 1024  # requests whose input features a shadow may still reuse
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class CaptureQueue:
         embedder: Embedder | None = None,
         embedding_sample_rate: float = 0.0,
         embedding_rng: Callable[[], float] = random.random,
+        max_age_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if max_pending < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError(
@@ -70,6 +80,15 @@ class CaptureQueue:
             raise ValueError(
                 f"embedding_sample_rate has value {embedding_sample_rate!r}. Expected 0..1."
             )
+        if not max_age_s > 0:
+            raise ValueError(f"max_age_s has value {max_age_s!r}. Expected > 0.")
+        self.max_age_s = max_age_s
+        self._clock = clock
+        # request id -> (input features, embedding) of the last rows built for it, so that
+        # its shadow (same input, another version) costs only its prediction features.
+        self._inputs: OrderedDict[str, tuple[dict[str, float], dict[str, float] | None]] = (
+            OrderedDict()
+        )
         self._embedder = embedder
         self.embedding_sample_rate = embedding_sample_rate
         self._embedding_rng = embedding_rng  # drawn in the capture thread only
@@ -92,6 +111,7 @@ class CaptureQueue:
         self._lock = threading.Lock()  # the counters: bumped by request threads and the thread
         self.sent_rows = 0
         self.dropped_rows = 0
+        self.stale_rows = 0  # of dropped_rows: older than max_age_s when the thread got to them
         self.failed_batches = 0
         self.skipped_jobs = 0  # not sampled
         self.embedded_jobs = 0
@@ -146,10 +166,30 @@ class CaptureQueue:
         return dict(zip(picked, rows, strict=True))
 
     def _capture(self, jobs: list[CaptureJob], _attempt: int) -> list[CaptureJob]:
-        rows: list[dict[str, Any]] = []
-        embeddings = self._embeddings(jobs)
+        # A capture that fell behind (a saturated node) skips what is too old to matter and
+        # catches up with the traffic, instead of serving windows minutes-old rows.
+        fresh_after = self._clock() - self.max_age_s
+        stale = sum(len(job.nodes) for job in jobs if job.ts < fresh_after)
+        if stale:
+            with self._lock:
+                self.dropped_rows += stale
+                self.stale_rows += stale
+            jobs = [job for job in jobs if job.ts >= fresh_after]
+        firsts: dict[str, int] = {}  # request id -> its first job, for those not seen yet
         for i, job in enumerate(jobs):
+            if job.request_id not in self._inputs:
+                firsts.setdefault(job.request_id, i)
+        order = list(firsts.values())
+        embedded = self._embeddings([jobs[i] for i in order])
+        embedding_of = {jobs[order[j]].request_id: e for j, e in embedded.items()}
+        rows: list[dict[str, Any]] = []
+        for job in jobs:
             try:
+                known = self._inputs.get(job.request_id)
+                if known is None:
+                    known = (input_row(job.value), embedding_of.get(job.request_id))
+                    self._remember(job.request_id, *known)
+                inputs, embedding = known
                 rows.extend(
                     request_rows(
                         job.nodes,
@@ -159,7 +199,8 @@ class CaptureQueue:
                         source=job.source,
                         request_id=job.request_id,
                         ts=job.ts,
-                        embedding=embeddings.get(i),
+                        embedding=embedding,
+                        inputs=inputs,
                     )
                 )
             except Exception as e:  # one odd input must not stop capture
@@ -169,6 +210,13 @@ class CaptureQueue:
         if rows:
             self._send(rows)
         return []  # nothing is retried: a batch the monitor did not take is counted as dropped
+
+    def _remember(
+        self, request_id: str, inputs: dict[str, float], embedding: dict[str, float] | None
+    ) -> None:
+        self._inputs[request_id] = (inputs, embedding)
+        while len(self._inputs) > KEEP_INPUTS:
+            self._inputs.popitem(last=False)
 
     def _send(self, rows: list[dict[str, Any]]) -> None:
         for start in range(0, len(rows), self.batch_size):

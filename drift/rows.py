@@ -98,15 +98,17 @@ def request_rows(
     request_id: str,
     ts: float,
     embedding: Mapping[str, float] | None = None,
+    inputs: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for one request: ``nodes`` are (node name, model, output kind) of model nodes;
     ``raw`` holds each node's output by name. Nodes without output (failed) are skipped.
     ``embedding`` (``emb_`` columns, :mod:`drift.embeddings`) goes into every row when the
-    request was one of those embedded."""
+    request was one of those embedded. ``inputs``: ``input_row(value)`` when the caller has it
+    already (a shadow of a request whose live row was built)."""
     nodes = [n for n in nodes if n[0] in raw and n[1] in versions]
     if not nodes:
         return []
-    inputs = input_row(value)
+    inputs = input_row(value) if inputs is None else inputs
     size = input_size(value)
     return [
         {

@@ -64,6 +64,7 @@ class Ingress:
                 sample_rate=spec.sample_rate,
                 embedder=default_embedder(registry.cache_path),
                 embedding_sample_rate=spec.embedding_sample_rate,
+                max_age_s=spec.capture_max_age_s,
             )
         audit = None
         if config.audit.enabled:

@@ -70,6 +70,7 @@ def observability_routes(svc: Services) -> APIRouter:
                 "pending": q.pending,
                 "sent_rows": q.sent_rows,
                 "dropped_rows": q.dropped_rows,
+                "stale_rows": q.stale_rows,
                 "failed_batches": q.failed_batches,
             }
             if q is not None

@@ -1,21 +1,29 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 
 from deployments.types import Detection
+from drift import capture
 from drift.capture import CaptureJob, CaptureQueue
 
 
-def _job(i: int, nodes: int = 1) -> CaptureJob:
+def _job(i: int, nodes: int = 1, ts: float | None = None) -> CaptureJob:
     image = np.full((48, 64, 3), 100 + i % 50, np.uint8)
     det = Detection(box=(4.0, 4.0, 20.0, 30.0), score=0.9, label="person")
     names = tuple((f"n{k}", "detector", "detections") for k in range(nodes))
     return CaptureJob(
-        names, image, {f"n{k}": [det] for k in range(nodes)}, {"detector": 1}, "live", f"r{i}", 1.0
+        names,
+        image,
+        {f"n{k}": [det] for k in range(nodes)},
+        {"detector": 1},
+        "live",
+        f"r{i}",
+        time.time() if ts is None else ts,
     )
 
 
@@ -97,7 +105,7 @@ def test_an_undecodable_job_is_dropped_not_fatal() -> None:
         {"detector": 1},
         "live",
         "bad",
-        1.0,
+        time.time(),
     )
     q.submit(bad)
     q.submit(_job(1))
@@ -109,3 +117,68 @@ def test_an_undecodable_job_is_dropped_not_fatal() -> None:
 def test_bad_limits() -> None:
     with pytest.raises(ValueError, match="max_pending=0"):
         CaptureQueue(lambda rows: None, max_pending=0)
+    with pytest.raises(ValueError, match="max_age_s"):
+        CaptureQueue(lambda rows: None, max_age_s=0)
+
+
+def test_a_capture_that_fell_behind_drops_what_is_too_old_and_catches_up() -> None:
+    now = [1000.0]
+    got: list[dict[str, Any]] = []
+    q = CaptureQueue(
+        got.extend, batch_size=8, flush_interval_s=0.01, max_age_s=30, clock=lambda: now[0]
+    )
+    for i in range(4):
+        q.submit(_job(i, nodes=2, ts=960.0 + i * 5))  # 40, 35, 30 and 25 s old
+    assert q.flush(5)
+    assert sorted({r["request_id"] for r in got}) == ["r2", "r3"]  # 30 s is not too old
+    assert q.stale_rows == 4 and q.dropped_rows == 4 and q.sent_rows == 4
+
+
+def test_a_shadow_reuses_its_requests_input_features_and_embedding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    measured: list[int] = []
+    real = capture.input_row
+
+    def counting(value: Any) -> dict[str, float]:
+        measured.append(id(value))
+        return real(value)
+
+    monkeypatch.setattr(capture, "input_row", counting)
+
+    class Embedder:
+        available = True
+
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def rows(self, values: list[Any]) -> list[dict[str, float]]:
+            self.calls.append(len(values))
+            return [{"emb_0": float(v.mean())} for v in values]
+
+    embedder = Embedder()
+    got: list[dict[str, Any]] = []
+    q = CaptureQueue(
+        got.extend, batch_size=64, flush_interval_s=5, embedder=embedder, embedding_sample_rate=1
+    )
+    live = [_job(i) for i in range(3)]
+    shadows = [
+        CaptureJob(j.nodes, j.value, j.raw, {"detector": 2}, "shadow", j.request_id, j.ts)
+        for j in live
+    ]
+    for job in (live[0], shadows[0], live[1]):  # a live row and its shadow in one batch ...
+        q.submit(job)
+    assert q.flush(5)
+    for job in (shadows[1], live[2], shadows[2]):  # ... and a shadow in a later batch
+        q.submit(job)
+    assert q.flush(5)
+    assert len(measured) == 3 and sum(embedder.calls) == 3  # once per request, not per row
+    by = {(r["request_id"], r["source"]): r for r in got}
+    assert len(by) == 6
+    for i in range(3):
+        mine, theirs = by[(f"r{i}", "live")], by[(f"r{i}", "shadow")]
+        assert theirs["version"] == "2" and mine["version"] == "1"
+        assert {k: v for k, v in theirs.items() if k not in ("source", "version")} == {
+            k: v for k, v in mine.items() if k not in ("source", "version")
+        }
+        assert "emb_0" in theirs

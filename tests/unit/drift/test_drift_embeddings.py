@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,13 @@ def _job(i: int) -> CaptureJob:
     det = Detection(box=(4.0, 4.0, 20.0, 30.0), score=0.9, label="person")
     image = np.full((48, 64, 3), 100 + i, np.uint8)
     return CaptureJob(
-        (("n", "detector", "detections"),), image, {"n": [det]}, {"detector": 1}, "live", f"r{i}", 1
+        (("n", "detector", "detections"),),
+        image,
+        {"n": [det]},
+        {"detector": 1},
+        "live",
+        f"r{i}",
+        time.time(),  # fresh: a capture drops what is older than its max_age_s
     )
 
 
