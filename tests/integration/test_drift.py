@@ -110,10 +110,14 @@ def test_darkened_blurred_traffic_flips_the_verdict_and_lands_in_the_workspace(
     wait_for(
         lambda: all(
             name in client.get("/metrics").text
-            for name in ("canaryserve_drift_feature_drifted", "canaryserve_drift_alerts_total")
+            for name in (
+                "canaryserve_drift_feature_drifted",
+                "canaryserve_drift_group_drifted",
+                "canaryserve_drift_alerts_total",
+            )
         ),
         timeout=60,
-        what="the drifted-feature gauge and the alert counter in /metrics",
+        what="the drifted-feature and drifted-group gauges and the alert counter in /metrics",
     )
 
 
