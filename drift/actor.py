@@ -24,7 +24,7 @@ from model_registry.store import ModelRef
 from serving import metrics
 from serving.cluster.actors import TickingActor, ensure_actor, get_actor, lower_priority
 from serving.config import PlatformConfig
-from serving.rollouts.evidence import DriftAsk, DriftEvidence
+from serving.rollouts.evidence import DriftAsk, DriftEvidence, EvidencePending
 
 log = logging.getLogger("canaryserve.drift")
 PRUNE_EVERY_S = 3600.0
@@ -151,7 +151,7 @@ def rollout_drift(
 
     It waits at most :data:`EVIDENCE_WAIT_S` for the monitor, whose reports run at the lowest
     priority: while a measurement is still running it answers the last finished one for the
-    same window (fewer rows, never another window's), or raises ``TimeoutError`` when there is
+    same window (fewer rows, never another window's), or raises ``EvidencePending`` when there is
     none yet. The next ask picks the running measurement up: one at a time per window, never a
     queue of them behind a busy monitor."""
     ask: DriftAsk = (model, int(champion), int(challenger), float(since), int(min_rows))
@@ -169,5 +169,5 @@ def rollout_drift(
         while len(kept) > KEEP_ASKS:  # oldest windows first: dicts keep insertion order
             del kept[next(iter(kept))]
     if ask not in _finished:
-        raise TimeoutError(f"the drift monitor is still measuring {model} v{challenger}")
+        raise EvidencePending(f"the drift monitor is still measuring {model} v{challenger}")
     return _finished[ask]

@@ -57,8 +57,12 @@ class DriftEvidence(BaseModel):
     )
 
 
+class EvidencePending(TimeoutError):
+    """Raised by a drift source while the monitor is still measuring a window."""
+
+
 # (model, champion, challenger, window start, min rows) -> what the drift monitor measured,
-# or None when there is no monitor; TimeoutError while it has no answer for that window yet.
+# or None when there is no monitor; EvidencePending while it has no answer for that window yet.
 # App assembly hands the controller a picklable module-level function; the controller never
 # imports the drift package.
 DriftSource = Callable[[str, int, int, float, int], DriftEvidence | None]

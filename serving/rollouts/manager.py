@@ -29,7 +29,13 @@ from serving.pipelines.spec import PipelineSpec
 from serving.rollouts import machine as sm
 from serving.rollouts.checks import WindowStats
 from serving.rollouts.controller.store import RolloutStore
-from serving.rollouts.evidence import PREDICTION_DRIFT, DriftAsk, DriftEvidence, DriftSource
+from serving.rollouts.evidence import (
+    PREDICTION_DRIFT,
+    DriftAsk,
+    DriftEvidence,
+    DriftSource,
+    EvidencePending,
+)
 from serving.rollouts.offline import OfflineSource
 from serving.rollouts.pairing import check_challenger_pairing
 from serving.rollouts.spec import parse_rollout_spec
@@ -171,21 +177,44 @@ class RolloutManager:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def drift_asks(self) -> builtins.list[DriftAsk]:
-        """What this tick would ask the drift source, one per judged rollout that runs the
-        ``prediction_drift`` check. The controller actor fetches these outside its lock (the
-        monitor may take a while) and hands the answers to :meth:`tick`."""
-        asks = []
+    def drift_asks(self) -> dict[str, DriftAsk]:
+        """What this tick would ask the drift source, by rollout id: one per judged rollout
+        that runs the ``prediction_drift`` check. The controller actor fetches these outside
+        its lock (the monitor may take a while) and hands the answers to :meth:`tick`."""
+        asks = {}
         for r in self.store.list(active_only=True):
             ask = self._drift_ask(r)
             if ask is not None and r.state not in ("pending", "paused"):
-                asks.append(ask)
+                asks[r.id] = ask
         return asks
+
+    def fetch_drift(self, asks: Mapping[str, DriftAsk]) -> dict[DriftAsk, DriftEvidence]:
+        """The drift source's answers to ``asks`` (thread-safe: the controller actor calls it
+        outside its lock). An ask the source has no answer for yet (``EvidencePending``), or
+        fails on, gets none: no data is "no verdict", never a failed check."""
+        source = self.drift
+        if source is None:
+            return {}
+        got: dict[DriftAsk, DriftEvidence] = {}
+        for rollout_id, ask in asks.items():
+            try:
+                evidence = source(*ask)
+            except EvidencePending as e:
+                log.info("rollout %s: no drift evidence yet: %s", rollout_id, e)
+                continue
+            except Exception as e:
+                log.warning("rollout %s: drift monitor unavailable: %r", rollout_id, e)
+                continue
+            if evidence is not None:
+                got[ask] = evidence
+        return got
 
     def tick(self, drift: Mapping[DriftAsk, DriftEvidence] | None = None) -> None:
         """One round over the active rollouts. ``drift``: the evidence already fetched for
         :meth:`drift_asks` (an ask without an answer gets none this round); without it the
-        drift source is asked here."""
+        drift source is asked here first."""
+        if drift is None:
+            drift = self.fetch_drift(self.drift_asks())
         now = self.clock()
         for r in self.store.list(active_only=True):
             try:
@@ -196,9 +225,7 @@ class RolloutManager:
                 log.exception("rollout %s: tick failed", r.id)
         self._run_drains(now)
 
-    def _tick_one(
-        self, r: sm.Rollout, now: float, drift: Mapping[DriftAsk, DriftEvidence] | None
-    ) -> None:
+    def _tick_one(self, r: sm.Rollout, now: float, drift: Mapping[DriftAsk, DriftEvidence]) -> None:
         model, version = r.spec.model, r.spec.challenger_version
         if r.state == "pending":
             # Weight only once the challenger's replicas are ready.
@@ -238,22 +265,13 @@ class RolloutManager:
         )
 
     def _add_drift(
-        self, r: sm.Rollout, stats: WindowStats, fetched: Mapping[DriftAsk, DriftEvidence] | None
+        self, r: sm.Rollout, stats: WindowStats, drift: Mapping[DriftAsk, DriftEvidence]
     ) -> None:
-        """Put the drift evidence in ``stats.extra`` when the rollout runs that check."""
+        """Put the drift evidence in ``stats.extra`` when the rollout runs that check and its
+        window has an answer (none when the window moved on since it was asked)."""
         ask = self._drift_ask(r)
-        if ask is None or self.drift is None:
-            return
-        if fetched is not None:
-            evidence = fetched.get(ask)  # absent: not in yet, or the window moved since
-        else:
-            try:
-                evidence = self.drift(*ask)
-            except Exception as e:  # no data is "no verdict", never a failed check
-                log.warning("rollout %s: drift monitor unavailable: %r", r.id, e)
-                return
-        if evidence is not None:
-            stats.extra[PREDICTION_DRIFT] = evidence
+        if ask is not None and ask in drift:
+            stats.extra[PREDICTION_DRIFT] = drift[ask]
 
     def _add_offline(self, r: sm.Rollout, stats: WindowStats) -> None:
         """Put both versions' labelled-track scores in ``stats.extra`` when the rollout runs

@@ -29,7 +29,7 @@ from serving.cluster.versions import LocalVersionApps, VersionApps, binding
 from serving.config import PlatformConfig
 from serving.rollouts.checks import Check, register_check
 from serving.rollouts.controller.store import RolloutStore
-from serving.rollouts.evidence import DriftAsk, DriftEvidence, DriftSource
+from serving.rollouts.evidence import DriftSource
 from serving.rollouts.manager import RolloutManager
 
 log = logging.getLogger("canaryserve.controller")
@@ -123,22 +123,9 @@ class RolloutController(TickingActor):
 
     def round(self) -> None:
         # The drift monitor may take a while: it is asked outside the lock, so admin reads
-        # and the ingress's route polls never wait on it (TimeoutError: no answer yet).
-        drift = self.manager.drift
-        fetched: dict[DriftAsk, DriftEvidence] = {}
-        for ask in self._locked(self.manager.drift_asks):
-            if drift is None:
-                break
-            try:
-                evidence = drift(*ask)
-            except TimeoutError as e:
-                log.info("%s", e)
-                continue
-            except Exception as e:  # no data is "no verdict", never a failed check
-                log.warning("%s v%s: drift monitor unavailable: %r", ask[0], ask[2], e)
-                continue
-            if evidence is not None:
-                fetched[ask] = evidence
+        # and the ingress's route polls never wait on it.
+        asks = self._locked(self.manager.drift_asks)
+        fetched = self.manager.fetch_drift(asks)  # unlocked
         self._locked(self.manager.tick, fetched)
 
     async def routes(self) -> dict[str, RolloutRoute]:

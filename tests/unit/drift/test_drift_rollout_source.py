@@ -2,7 +2,7 @@
 
 Ray's calls are swapped for futures here (unit tests never start Ray); the logic is the one
 that runs in the controller's process: one measurement at a time per rollout window, the last
-finished one standing in while a newer one runs, ``TimeoutError`` while there is none.
+finished one standing in while a newer one runs, ``EvidencePending`` while there is none.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from drift import actor
-from serving.rollouts.evidence import DriftEvidence
+from serving.rollouts.evidence import DriftEvidence, EvidencePending
 
 ASK = ("detector", 1, 2, 1000.0, 20)
 
@@ -57,9 +57,9 @@ def _evidence(pairs: int) -> DriftEvidence:
 def test_a_busy_monitor_gets_one_measurement_per_window_and_the_last_answer_stands_in(
     monitor: FakeMonitor,
 ) -> None:
-    with pytest.raises(TimeoutError, match="still measuring detector v2"):
+    with pytest.raises(EvidencePending, match="still measuring detector v2"):
         actor.rollout_drift(*ASK)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(EvidencePending):
         actor.rollout_drift(*ASK)  # the same measurement, not a second one queued behind it
     assert monitor.calls == [("rollout_drift", *ASK)]
 
@@ -72,19 +72,19 @@ def test_a_busy_monitor_gets_one_measurement_per_window_and_the_last_answer_stan
     assert actor.rollout_drift(*ASK) == _evidence(30)
 
     # Another window (the rollout moved on) never gets this window's answer.
-    with pytest.raises(TimeoutError):
+    with pytest.raises(EvidencePending):
         actor.rollout_drift("detector", 1, 2, 1012.0, 20)
 
 
 def test_a_failed_measurement_is_raised_once_and_the_next_ask_starts_over(
     monitor: FakeMonitor,
 ) -> None:
-    with pytest.raises(TimeoutError):
+    with pytest.raises(EvidencePending):
         actor.rollout_drift(*ASK)
     monitor.pending[0].set_exception(RuntimeError("monitor restarted"))
     with pytest.raises(RuntimeError, match="monitor restarted"):
         actor.rollout_drift(*ASK)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(EvidencePending):
         actor.rollout_drift(*ASK)
     assert len(monitor.calls) == 2
 
@@ -97,7 +97,7 @@ def test_no_monitor_is_no_evidence(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_only_the_newest_windows_are_kept(monitor: FakeMonitor) -> None:
     for i in range(actor.KEEP_ASKS + 5):
-        with pytest.raises(TimeoutError):
+        with pytest.raises(EvidencePending):
             actor.rollout_drift("detector", 1, 2, float(i), 20)
     assert len(actor._in_flight) == actor.KEEP_ASKS
     assert ("detector", 1, 2, 0.0, 20) not in actor._in_flight

@@ -7,6 +7,7 @@ minutes at a time. The round now asks first, unlocked, and hands the answers to 
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from model_registry.settings import RegistryRef
 from serving.config import load_config
 from serving.rollouts.controller.actor import RolloutController
-from serving.rollouts.evidence import DriftEvidence
+from serving.rollouts.evidence import DriftEvidence, EvidencePending
 from tests.unit.serving.rollouts.conftest import SPEC, traffic
 
 pytestmark = pytest.mark.usefixtures("prediction_drift")
@@ -82,20 +83,22 @@ def test_admin_reads_go_through_while_the_monitor_is_measuring(setup, tmp_path: 
         release.set()
         round_.join(10)
     assert not round_.is_alive()
-    assert asked == manager.drift_asks() == [("detector", 1, 2, asked[0][3], 25)]
+    assert manager.drift_asks() == {rid: ("detector", 1, 2, asked[0][3], 25)} and len(asked) == 1
 
-    # What the round fetched is what the tick judges: two drifted windows roll it back.
-    for _ in range(2):
+    # What the round fetched is what the tick judges: two drifted windows roll it back, and
+    # the monitor is asked once per round, not again by the tick.
+    for n in (2, 3):
         clock.now += 11
         traffic(manager, rid, clock.now - 1, challenger_errors=False)
         controller.round()
+        assert len(asked) == n
     done = manager.describe(rid)
     assert done["state"] == "rolled_back" and done["ended_reason"] == "prediction_drift"
 
 
 def test_a_measurement_still_running_is_no_verdict(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     def busy(*ask: Any) -> DriftEvidence:
-        raise TimeoutError("the drift monitor is still measuring detector v2")
+        raise EvidencePending("the drift monitor is still measuring detector v2")
 
     controller = _controller(setup, tmp_path, busy)
     manager, _store, _deployer, clock = setup
@@ -108,15 +111,68 @@ def test_a_measurement_still_running_is_no_verdict(setup, tmp_path: Path) -> Non
     assert manager.describe(rid)["state"] == "promoted"  # no evidence is not a failure
 
 
-def test_paused_and_pending_rollouts_ask_nothing(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_only_judged_rollouts_with_the_check_and_a_source_are_asked(setup) -> None:  # type: ignore[no-untyped-def]
     manager, _store, deployer, _clock = setup
-    manager.drift = lambda *ask: None
     deployer.instant = False  # the challenger is still deploying: the rollout is pending
     rid = manager.start(DRIFT_SPEC)["id"]
     manager.tick()
-    assert manager.describe(rid)["state"] == "pending" and manager.drift_asks() == []
+    assert manager.drift_asks() == {}  # no drift source
+    manager.drift = lambda *ask: None
+    assert manager.describe(rid)["state"] == "pending" and manager.drift_asks() == {}
     deployer.running.add(("detector", 2))
     manager.tick()
-    assert len(manager.drift_asks()) == 1
+    ask = manager.drift_asks()[rid]
+    assert ask[:3] == ("detector", 1, 2) and ask[4] == 25
+    manager.drift = None
+    assert manager.drift_asks() == {}
+    manager.drift = lambda *ask: None
     manager.pause(rid)
-    assert manager.drift_asks() == []
+    assert manager.drift_asks() == {}
+    manager.resume(rid)
+    assert list(manager.drift_asks()) == [rid]
+    manager.abort(rid)
+    assert manager.drift_asks() == {}  # ended rollouts are not asked about
+
+
+def test_a_rollout_without_the_check_is_not_asked(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, _deployer, _clock = setup
+    manager.drift = lambda *ask: None
+    off = {**DRIFT_SPEC, "checks": [{**DRIFT_SPEC["checks"][0], "enabled": False}]}
+    manager.start(off)
+    manager.tick()
+    assert manager.drift_asks() == {}
+
+
+def test_each_ask_gets_its_own_answer_and_a_failing_one_hides_no_other(
+    setup, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    manager = setup[0]
+    asks = {f"ro-{n}": ("detector", 1, n, 1000.0, 20) for n in (2, 3, 4, 5, 6, 7)}
+
+    def source(model: str, champion: int, challenger: int, since: float, rows: int) -> Any:
+        if challenger == 2:
+            raise EvidencePending("still measuring")
+        if challenger == 3:
+            raise ConnectionError("monitor restarting")
+        if challenger == 4:
+            return None
+        if challenger == 6:
+            raise TimeoutError("ray.get timed out")  # a plain timeout is a failure
+        return DriftEvidence(pairs=challenger)
+
+    assert manager.fetch_drift(asks) == {}  # no source: nothing is asked
+    manager.drift = source
+    with caplog.at_level(logging.INFO, logger="canaryserve.controller"):
+        got = manager.fetch_drift(asks)
+    assert got == {asks["ro-5"]: DriftEvidence(pairs=5), asks["ro-7"]: DriftEvidence(pairs=7)}
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "rollout ro-2: no drift evidence yet: still measuring"),
+        (
+            logging.WARNING,
+            "rollout ro-3: drift monitor unavailable: ConnectionError('monitor restarting')",
+        ),
+        (
+            logging.WARNING,
+            "rollout ro-6: drift monitor unavailable: TimeoutError('ray.get timed out')",
+        ),
+    ]
