@@ -170,3 +170,24 @@ def test_no_scores_yet_is_asked_again_and_a_failure_is_logged(
     assert [r.getMessage() for r in caplog.records if "labelled" in r.getMessage()] == [
         f"rollout {rid}: labelled scores unavailable: OSError('registry down')"
     ]
+
+
+def test_a_paused_rollout_does_not_score_the_labelled_set(setup) -> None:  # type: ignore[no-untyped-def]
+    manager, _store, _deployer, clock = setup
+    asked: list[tuple[object, ...]] = []
+
+    def offline(*args: object) -> None:
+        asked.append(args)
+        raise OSError("not now")  # no verdict: the rollout is not judged on it
+
+    manager.offline = offline
+    rid = manager.start({**SPEC, "checks": [{"name": "offline_accuracy", "threshold": 0.0}]})["id"]
+    manager.tick()  # pending -> progressing
+    manager.pause(rid)
+    clock.now += 11
+    manager.tick()
+    assert asked == []  # minutes of scoring for a rollout nobody judges
+    manager.resume(rid)
+    clock.now += 11
+    manager.tick()
+    assert len(asked) == 1
