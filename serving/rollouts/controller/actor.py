@@ -118,12 +118,10 @@ class RolloutController(TickingActor):
         )
         self.target = self.manager  # admin commands (``call``) are manager methods
 
-    def tick(self) -> None:
-        self.manager.tick()
-
     def round(self) -> None:
-        # The drift monitor may take a while: it is asked outside the lock, so admin reads
-        # and the ingress's route polls never wait on it.
+        # Instead of TickingActor's locked tick(): the drift monitor may take a while, so it
+        # is asked outside the lock, and admin reads and the ingress's route polls never wait
+        # on it.
         asks = self._locked(self.manager.drift_asks)
         fetched = self.manager.fetch_drift(asks)  # unlocked
         self._locked(self.manager.tick, fetched)
