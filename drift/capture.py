@@ -16,9 +16,14 @@ the jobs older than ``max_age_s`` when it reaches them (counted in ``dropped_row
 sees its own requests, not those of minutes ago. A shadow's input is its request's input: its
 rows reuse the input features (and embedding) already measured for the live rows.
 
-Image embeddings (:mod:`drift.embeddings`, ~10 ms of CPU each) are computed in the same thread
-for a sample of the captured requests (``embedding_sample_rate``); the other rows carry no
-``emb_`` columns. A failed embedding costs the batch its embeddings, never its rows.
+Image embeddings (:mod:`drift.embeddings`, 10-40 ms of CPU each) are computed in the same
+thread for a sample of the captured requests (``embedding_sample_rate``); the other rows carry no
+``emb_`` columns. A failed embedding costs the request its embedding, never its rows.
+
+What the thread may spend is bounded too (``cpu_share``, a :class:`drift.budget.CpuBudget`): a
+request is measured only while the budget lasts, and its embedding only if some is left after
+its features; the requests past it are shed (``shed_rows``, with their shadows' rows), so on a
+saturated box capture takes a fixed share of a core instead of a share of every request.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from drift.budget import CpuBudget
 from drift.embeddings import Embedder
 from drift.rows import input_row, request_rows
 from serving.flusher import BackgroundFlusher
@@ -40,6 +46,8 @@ log = logging.getLogger("canaryserve.drift.capture")
 Sink = Callable[[list[dict[str, Any]]], Any]
 CAPTURE_NICENESS = 19
 KEEP_INPUTS = 1024  # requests whose input features a shadow may still reuse
+# A request's measured input: its features and embedding (None: not embedded).
+Measured = tuple[dict[str, float], dict[str, float] | None]
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,8 @@ class CaptureQueue:
         embedding_rng: Callable[[], float] = random.random,
         max_age_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        cpu_budget: CpuBudget | None = None,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         if max_pending < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError(
@@ -84,11 +94,11 @@ class CaptureQueue:
             raise ValueError(f"max_age_s has value {max_age_s!r}. Expected > 0.")
         self.max_age_s = max_age_s
         self._clock = clock
-        # request id -> (input features, embedding) of the last rows built for it, so that
-        # its shadow (same input, another version) costs only its prediction features.
-        self._inputs: OrderedDict[str, tuple[dict[str, float], dict[str, float] | None]] = (
-            OrderedDict()
-        )
+        # request id -> the input measured for its last rows, so that its shadow (same input,
+        # another version) costs only its prediction features; None: shed, shadows too.
+        self._inputs: OrderedDict[str, Measured | None] = OrderedDict()
+        self._budget = cpu_budget
+        self._cpu_clock = cpu_clock  # the capture thread's own CPU time
         self._embedder = embedder
         self.embedding_sample_rate = embedding_sample_rate
         self._embedding_rng = embedding_rng  # drawn in the capture thread only
@@ -112,6 +122,7 @@ class CaptureQueue:
         self.sent_rows = 0
         self.dropped_rows = 0
         self.stale_rows = 0  # of dropped_rows: older than max_age_s when the thread got to them
+        self.shed_rows = 0  # not measured: the CPU budget was spent
         self.failed_batches = 0
         self.skipped_jobs = 0  # not sampled
         self.embedded_jobs = 0
@@ -148,23 +159,6 @@ class CaptureQueue:
 
     # --- the thread ----------------------------------------------------------------------------
 
-    def _embeddings(self, jobs: list[CaptureJob]) -> dict[int, dict[str, float]]:
-        """Embeddings of the sampled ``jobs``' inputs, by position in ``jobs``."""
-        embedder, rate = self._embedder, self.embedding_sample_rate
-        if embedder is None or rate <= 0.0 or not embedder.available:
-            return {}
-        picked = [i for i in range(len(jobs)) if self._embedding_rng() < rate]
-        if not picked:
-            return {}
-        try:
-            rows = embedder.rows([jobs[i].value for i in picked])
-        except Exception as e:  # rows without an embedding are still rows
-            self._warn(f"embedding failed for {len(picked)} requests: {e!r}")
-            return {}
-        with self._lock:
-            self.embedded_jobs += len(picked)
-        return dict(zip(picked, rows, strict=True))
-
     def _capture(self, jobs: list[CaptureJob], _attempt: int) -> list[CaptureJob]:
         # A capture that fell behind (a saturated node) skips what is too old to matter and
         # catches up with the traffic, instead of serving windows minutes-old rows.
@@ -175,21 +169,15 @@ class CaptureQueue:
                 self.dropped_rows += stale
                 self.stale_rows += stale
             jobs = [job for job in jobs if job.ts >= fresh_after]
-        firsts: dict[str, int] = {}  # request id -> its first job, for those not seen yet
-        for i, job in enumerate(jobs):
-            if job.request_id not in self._inputs:
-                firsts.setdefault(job.request_id, i)
-        order = list(firsts.values())
-        embedded = self._embeddings([jobs[i] for i in order])
-        embedding_of = {jobs[order[j]].request_id: e for j, e in embedded.items()}
         rows: list[dict[str, Any]] = []
         for job in jobs:
             try:
-                known = self._inputs.get(job.request_id)
-                if known is None:
-                    known = (input_row(job.value), embedding_of.get(job.request_id))
-                    self._remember(job.request_id, *known)
-                inputs, embedding = known
+                measured = self._measured(job)
+                if measured is None:
+                    with self._lock:
+                        self.shed_rows += len(job.nodes)
+                    continue
+                inputs, embedding = measured
                 rows.extend(
                     request_rows(
                         job.nodes,
@@ -211,10 +199,45 @@ class CaptureQueue:
             self._send(rows)
         return []  # nothing is retried: a batch the monitor did not take is counted as dropped
 
-    def _remember(
-        self, request_id: str, inputs: dict[str, float], embedding: dict[str, float] | None
-    ) -> None:
-        self._inputs[request_id] = (inputs, embedding)
+    def _measured(self, job: CaptureJob) -> Measured | None:
+        """The input features (and maybe embedding) of ``job``'s request: measured once per
+        request while the CPU budget lasts; None when the request was shed."""
+        if job.request_id in self._inputs:
+            return self._inputs[job.request_id]
+        budget = self._budget
+        if budget is not None and not budget.available():
+            self._remember(job.request_id, None)
+            return None
+        started = self._cpu_clock()
+        try:
+            inputs = input_row(job.value)
+            embedding = None
+            if budget is None or budget.level > self._cpu_clock() - started:
+                embedding = self._embedding(job)
+        finally:
+            if budget is not None:
+                budget.spend(self._cpu_clock() - started)
+        self._remember(job.request_id, (inputs, embedding))
+        return inputs, embedding
+
+    def _embedding(self, job: CaptureJob) -> dict[str, float] | None:
+        """The embedding of a sampled request's input, else None."""
+        embedder, rate = self._embedder, self.embedding_sample_rate
+        if embedder is None or rate <= 0.0 or not embedder.available:
+            return None
+        if self._embedding_rng() >= rate:
+            return None
+        try:
+            (row,) = embedder.rows([job.value])
+        except Exception as e:  # a row without an embedding is still a row
+            self._warn(f"embedding failed for {job.request_id}: {e!r}")
+            return None
+        with self._lock:
+            self.embedded_jobs += 1
+        return row
+
+    def _remember(self, request_id: str, measured: Measured | None) -> None:
+        self._inputs[request_id] = measured
         while len(self._inputs) > KEEP_INPUTS:
             self._inputs.popitem(last=False)
 

@@ -80,6 +80,11 @@ def drift_status(url: str = URL_OPTION) -> None:
     capture = body.get("capture", {})
     if capture.get("dropped_rows"):
         typer.echo(f"capture: {capture['dropped_rows']} rows dropped on this ingress replica")
+    if capture.get("shed_rows"):
+        typer.echo(
+            f"capture: {capture['shed_rows']} rows shed on this ingress replica "
+            "(drift.capture_cpu_share spent: windows are a smaller sample)"
+        )
 
 
 @drift_app.command("report")

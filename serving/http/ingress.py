@@ -19,6 +19,7 @@ from ray import serve
 
 from deployments.base import deployment_name
 from drift.actor import get_monitor
+from drift.budget import CpuBudget
 from drift.capture import CaptureQueue
 from drift.embeddings import default_embedder
 from model_registry.mlflow_store import MlflowModelStore
@@ -65,6 +66,7 @@ class Ingress:
                 embedder=default_embedder(registry.cache_path),
                 embedding_sample_rate=spec.embedding_sample_rate,
                 max_age_s=spec.capture_max_age_s,
+                cpu_budget=CpuBudget(spec.capture_cpu_share),
             )
         audit = None
         if config.audit.enabled:

@@ -71,6 +71,7 @@ def observability_routes(svc: Services) -> APIRouter:
                 "sent_rows": q.sent_rows,
                 "dropped_rows": q.dropped_rows,
                 "stale_rows": q.stale_rows,
+                "shed_rows": q.shed_rows,
                 "failed_batches": q.failed_batches,
             }
             if q is not None

@@ -261,6 +261,34 @@ def test_create_session_on_cpu_keeps_the_chosen_info_and_applies_thread_options(
     assert _run(session) == [[2.0, 3.0]]
 
 
+def _spin(session: Any) -> tuple[str, str]:
+    opts = session.get_session_options()
+    return (
+        opts.get_session_config_entry("session.intra_op.allow_spinning"),
+        opts.get_session_config_entry("session.force_spinning_stop"),
+    )
+
+
+def test_threads_sleep_between_runs_by_default(tiny_model: Path, gpus: Any) -> None:
+    gpus(None, present=False)
+    session, _ = create_session(tiny_model, RuntimeSpec(device="cpu"), ["cpu"])
+    assert _spin(session) == ("0", "0")
+
+
+def test_a_spinning_solo_session_stops_spinning_when_its_runs_return_and_the_overlap_never_spins(
+    tiny_model: Path, gpus: Any
+) -> None:
+    gpus(None, present=False)
+    spec = RuntimeSpec(
+        device="cpu", intra_op_num_threads=2, overlap_intra_op_num_threads=1, allow_spinning=True
+    )
+    session, _ = create_session(tiny_model, spec, ["cpu"])
+    assert isinstance(session, runtime.AdaptiveSession)
+    assert _spin(session._solo) == ("1", "1")
+    assert _spin(session._overlap) == ("0", "0")
+    assert _run(session) == [[2.0, 3.0]]
+
+
 @pytest.mark.filterwarnings("ignore:Specified provider:UserWarning")
 def test_create_session_reports_cpu_when_ort_silently_drops_the_cuda_provider(
     tiny_model: Path, monkeypatch: pytest.MonkeyPatch

@@ -9,6 +9,7 @@ import pytest
 
 from deployments.types import Detection
 from drift import capture
+from drift.budget import CpuBudget
 from drift.capture import CaptureJob, CaptureQueue
 
 
@@ -182,3 +183,77 @@ def test_a_shadow_reuses_its_requests_input_features_and_embedding(
             k: v for k, v in mine.items() if k not in ("source", "version")
         }
         assert "emb_0" in theirs
+
+
+def test_capture_measures_requests_while_its_cpu_budget_lasts_and_sheds_the_rest_with_their_shadows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu, now = [0.0], [0.0]
+    real = capture.input_row
+
+    def costly(value: Any) -> dict[str, float]:
+        cpu[0] += 0.5  # each measurement costs the thread half a CPU second
+        return real(value)
+
+    monkeypatch.setattr(capture, "input_row", costly)
+    budget = CpuBudget(0.1, burst_s=1.0, clock=lambda: now[0])
+    got: list[dict[str, Any]] = []
+    q = CaptureQueue(
+        got.extend, batch_size=64, flush_interval_s=5, cpu_budget=budget, cpu_clock=lambda: cpu[0]
+    )
+    live = [_job(i) for i in range(4)]
+    for job in live:
+        q.submit(job)
+    for job in (live[0], live[2]):  # their shadows come later
+        q.submit(
+            CaptureJob(
+                job.nodes, job.value, job.raw, {"detector": 2}, "shadow", job.request_id, job.ts
+            )
+        )
+    assert q.flush(5)
+    assert [(r["request_id"], r["source"]) for r in got] == [
+        ("r0", "live"), ("r1", "live"), ("r0", "shadow")
+    ]  # fmt: skip
+    assert q.shed_rows == 3 and q.sent_rows == 3 and q.dropped_rows == 0
+    assert budget.level == pytest.approx(0.0)
+    now[0] += 5.0  # 5 s at a tenth of a core: half a CPU second, one more measurement
+    q.submit(_job(9))
+    q.submit(_job(10))
+    assert q.flush(5)
+    assert [r["request_id"] for r in got[3:]] == ["r9"] and q.shed_rows == 4
+
+
+def test_a_request_is_embedded_only_if_budget_is_left_after_its_features(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu = [0.0]
+    real = capture.input_row
+
+    def costly(value: Any) -> dict[str, float]:
+        cpu[0] += 0.3
+        return real(value)
+
+    class Embedder:
+        available = True
+
+        def rows(self, values: list[Any]) -> list[dict[str, float]]:
+            cpu[0] += 0.4
+            return [{"emb_00": 1.0} for _ in values]
+
+    monkeypatch.setattr(capture, "input_row", costly)
+    got: list[dict[str, Any]] = []
+    q = CaptureQueue(
+        got.extend,
+        flush_interval_s=5,
+        embedder=Embedder(),
+        embedding_sample_rate=1.0,
+        cpu_budget=CpuBudget(0.1, burst_s=1.0, clock=lambda: 0.0),
+        cpu_clock=lambda: cpu[0],
+    )
+    for i in range(3):
+        q.submit(_job(i))
+    assert q.flush(5)
+    # r0: 1.0 left, features 0.3, embedding 0.4 -> 0.3 left; r1: features take it to 0.0,
+    # nothing left for its embedding; r2: shed.
+    assert [(r["request_id"], "emb_00" in r) for r in got] == [("r0", True), ("r1", False)]
+    assert q.embedded_jobs == 1 and q.shed_rows == 1

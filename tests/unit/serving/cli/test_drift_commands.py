@@ -107,3 +107,14 @@ def test_status_names_the_drifted_groups_and_the_reference(monkeypatch: pytest.M
         "2027-01-15 08:00:00Z), drift (share 0.25, groups: input, embedding" in result.output
     )
     assert "against reference #2 (traffic, 500 rows)" in result.output
+
+
+def test_status_says_when_capture_shed_rows_to_keep_its_cpu_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = {"versions": [], "alerts": [], "capture": {"dropped_rows": 0, "shed_rows": 42}}
+    monkeypatch.setattr(drift_cli, "api", lambda *a, **kw: body)
+    result = runner.invoke(app, ["drift", "status"])
+    assert result.exit_code == 0, result.output
+    assert "capture: 42 rows shed on this ingress replica" in result.output
+    assert "dropped" not in result.output
