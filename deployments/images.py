@@ -32,6 +32,13 @@ _REDUCED = {
 }
 
 
+def decoder_env(max_pixels: int) -> dict[str, str]:
+    """The environment of a process that decodes uploads (each replica's ``runtime_env``, the
+    ingress's): OpenCV's own pixel ceiling, read when it first decodes, so an image whose
+    header lied, or that reached a replica some other way, cannot make it allocate more."""
+    return {"OPENCV_IO_MAX_IMAGE_PIXELS": str(max_pixels)}
+
+
 class EncodedImage:
     """Encoded bytes plus the size read from their header (the original's pixels)."""
 
@@ -73,7 +80,10 @@ class EncodedImage:
         """RGB uint8 ``[H, W, 3]``, reduced by :meth:`factor` (``max_factor`` 1: full size)."""
         f = self.factor(max_factor)
         buf = np.frombuffer(self.data, np.uint8)
-        arr = cv2.imdecode(buf, _REDUCED[f] if f > 1 else cv2.IMREAD_UNCHANGED)
+        try:
+            arr = cv2.imdecode(buf, _REDUCED[f] if f > 1 else cv2.IMREAD_UNCHANGED)
+        except cv2.error:  # past OPENCV_IO_MAX_IMAGE_PIXELS (decoder_env), or a codec assert
+            arr = None
         if arr is None or arr.size == 0:
             raise UndecodableImage(
                 f"could not decode the {len(self.data)}-byte upload as an image "

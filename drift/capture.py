@@ -7,8 +7,9 @@ Its daemon thread takes up to ``batch_size`` jobs at a time (or what is there ev
 drift monitor through ``sink``, ``batch_size`` rows per call. If the monitor is slow or down,
 ``sink`` raises or times out: that batch is counted in ``dropped_rows`` and the thread moves on,
 never retrying, since drift windows are samples and a late row is worth little. When the queue
-is full new jobs are dropped (and counted) instead of waiting. Nothing here can fail or slow
-down a request.
+is full new jobs are dropped (and counted) instead of waiting. The queue is bounded by bytes
+too (``max_pending_bytes``): a job holds its request's input, and a clip's decoded frames are
+megabytes, so 256 of them could be gigabytes. Nothing here can fail or slow down a request.
 
 A capture that falls behind (a saturated node leaves the thread, at nice 19, little CPU) drops
 the jobs older than ``max_age_s`` when it reaches them (counted in ``dropped_rows`` and
@@ -37,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from drift.budget import CpuBudget
 from drift.embeddings import Embedder
 from drift.rows import input_row, request_rows
@@ -61,6 +64,17 @@ class CaptureJob:
     ts: float
 
 
+def input_bytes(value: Any) -> int:
+    """Memory a queued input holds: an encoded image's bytes, an array's, a clip's frames'."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    data = getattr(value, "data", None)
+    if isinstance(data, bytes):
+        return len(data)
+    frames = getattr(value, "frames", None)
+    return 0 if frames is None else sum(int(getattr(f, "nbytes", 0)) for f in frames)
+
+
 class CaptureQueue:
     """Samples, queues and hands over captures; counts what was sent, dropped or skipped."""
 
@@ -80,6 +94,7 @@ class CaptureQueue:
         clock: Callable[[], float] = time.time,
         cpu_budget: CpuBudget | None = None,
         cpu_clock: Callable[[], float] = time.thread_time,
+        max_pending_bytes: int | None = None,
     ) -> None:
         if max_pending < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError(
@@ -98,6 +113,10 @@ class CaptureQueue:
         # another version) costs only its prediction features; None: shed, shadows too.
         self._inputs: OrderedDict[str, Measured | None] = OrderedDict()
         self._budget = cpu_budget
+        if max_pending_bytes is not None and max_pending_bytes < 1:
+            raise ValueError(f"max_pending_bytes has value {max_pending_bytes!r}. Expected > 0.")
+        self.max_pending_bytes = max_pending_bytes
+        self.pending_bytes = 0  # of the inputs the queued jobs hold (a shared input counts twice)
         self._cpu_clock = cpu_clock  # the capture thread's own CPU time
         self._embedder = embedder
         self.embedding_sample_rate = embedding_sample_rate
@@ -143,9 +162,17 @@ class CaptureQueue:
             with self._lock:
                 self.skipped_jobs += 1
             return False
+        size = input_bytes(job.value)
+        with self._lock:
+            limit = self.max_pending_bytes
+            if limit is not None and self.pending_bytes + size > limit:
+                self.dropped_rows += len(job.nodes)
+                return False
+            self.pending_bytes += size
         if self._jobs.submit(job):
             return True
         with self._lock:
+            self.pending_bytes -= size
             self.dropped_rows += len(job.nodes)
         return False
 
@@ -160,6 +187,15 @@ class CaptureQueue:
     # --- the thread ----------------------------------------------------------------------------
 
     def _capture(self, jobs: list[CaptureJob], _attempt: int) -> list[CaptureJob]:
+        try:
+            self._capture_rows(jobs)
+        finally:
+            released = sum(input_bytes(job.value) for job in jobs)
+            with self._lock:
+                self.pending_bytes -= released
+        return []  # nothing is retried: a batch the monitor did not take is counted as dropped
+
+    def _capture_rows(self, jobs: list[CaptureJob]) -> None:
         # A capture that fell behind (a saturated node) skips what is too old to matter and
         # catches up with the traffic, instead of serving windows minutes-old rows.
         fresh_after = self._clock() - self.max_age_s
@@ -197,7 +233,6 @@ class CaptureQueue:
                 self._warn(f"feature extraction failed for {job.request_id}: {e!r}")
         if rows:
             self._send(rows)
-        return []  # nothing is retried: a batch the monitor did not take is counted as dropped
 
     def _measured(self, job: CaptureJob) -> Measured | None:
         """The input features (and maybe embedding) of ``job``'s request: measured once per

@@ -19,6 +19,7 @@ from typing import Any
 from ray import serve
 
 from deployments.base import ModelBinding
+from deployments.images import decoder_env
 from drift.actor import ensure_monitor, rollout_drift
 from drift.check import PredictionDriftCheck
 from model_registry.mlflow_layout import TAG_LAYOUT
@@ -118,7 +119,10 @@ def ingress_app(config: PlatformConfig, plan: Plan) -> Any:
     return Ingress.options(  # type: ignore[attr-defined]
         num_replicas=config.ingress.num_replicas,
         max_ongoing_requests=config.ingress.max_ongoing_requests,
-        ray_actor_options={"num_cpus": config.ingress.num_cpus},
+        ray_actor_options={
+            "num_cpus": config.ingress.num_cpus,
+            "runtime_env": {"env_vars": decoder_env(config.limits.max_image_pixels)},
+        },
     ).bind(config, plan.table, plan.registry)
 
 

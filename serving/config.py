@@ -105,11 +105,30 @@ class ModelSpec(Strict):
 
 
 class LimitsSpec(Strict):
+    """What one upload may cost. A route's body is capped while it streams in (its encoded
+    payload's limit, times 4/3 for base64, plus 64 KiB of framing), whatever Content-Length
+    says or whether it is chunked."""
+
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
-    max_video_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_video_bytes: int = Field(
+        default=100 * 1024 * 1024, gt=0, description="A video file, or a clip's frames together."
+    )
     max_frames: int = Field(default=300, gt=0)
     max_frame_side: int = Field(default=1280, gt=0, description="Larger frames are downscaled.")
+    max_video_decode_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A video that takes longer to decode is refused (413), however few its "
+        "frames: a codec can be made to work hard on little data.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A body that has not fully arrived in this time is refused (408 "
+        "body_timeout). It is read before the request takes an admission slot, so slow "
+        "uploads cannot hold the slots of everyone else.",
+    )
 
 
 class IngressSpec(Strict):
@@ -243,6 +262,12 @@ class DriftSpec(Strict):
     )
     capture_queue: int = Field(
         default=256, ge=1, description="Requests waiting for feature extraction per ingress."
+    )
+    capture_queue_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1,
+        description="Bytes of input the queued captures of an ingress may hold (a clip's "
+        "decoded frames are megabytes); past it, new captures are dropped and counted.",
     )
     capture_max_age_s: float = Field(
         default=30.0,

@@ -237,6 +237,13 @@ class RequestTimeout(CanaryError):
     code = "request_timeout"
 
 
+class BodyTimeout(CanaryError):
+    """The request body did not fully arrive within ``limits.body_timeout_s`` (408)."""
+
+    status_code = 408
+    code = "body_timeout"
+
+
 class UnknownAuditRecord(NotFound):
     code = "unknown_audit_record"
 

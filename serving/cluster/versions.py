@@ -46,8 +46,14 @@ def version_app(config: PlatformConfig, bound: ModelBinding) -> Any:
     from deployments.ocr import OCR
 
     classes: dict[str, Any] = {"detection": Detector, "ocr": OCR, "action": ActionClassifier}
+    from deployments.images import decoder_env
+
     spec = config.models[bound.name].deployment
-    return classes[bound.task].options(name=bound.deployment_name, **spec.ray_options()).bind(bound)
+    options = spec.ray_options()
+    options["ray_actor_options"]["runtime_env"] = {
+        "env_vars": decoder_env(config.limits.max_image_pixels)
+    }
+    return classes[bound.task].options(name=bound.deployment_name, **options).bind(bound)
 
 
 class VersionApps(Protocol):

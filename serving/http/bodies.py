@@ -3,13 +3,18 @@
 Accepted: ``multipart/form-data`` (field ``image``/``file``, or ``video``, or repeated
 ``frames``), ``application/json`` (``image_base64``, or ``video_base64``, or ``frames_base64`` +
 ``fps``), or a raw ``image/*`` / ``video/*`` body. Anything else is a 415.
+
+The body is read first, whole, by :meth:`RequestInput.receive`: capped while it streams in
+(413 ``payload_too_large`` at the first byte past the route's cap, chunked or not) and under a
+deadline (408 ``body_timeout``), before the request takes an admission slot. A multipart body's
+file parts are counted while it is parsed (413 ``too_many_frames`` past ``max_frames``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Literal
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -18,9 +23,12 @@ from deployments.images import EncodedImage
 from serving.config import LimitsSpec
 from serving.errors import (
     BadRequest,
+    BodyTimeout,
+    CanaryError,
     EmptyBody,
     InvalidInput,
     PayloadTooLarge,
+    TooManyFrames,
     UnsupportedMediaType,
 )
 from serving.http.media import decode_b64, decode_video, encoded_image, frames_clip
@@ -81,6 +89,51 @@ ANY_BODY: dict[str, Any] = {
 
 IMAGE_FIELDS = ("image", "file")
 VIDEO_FIELDS = ("video", "file")
+ADMIN_BODY_BYTES = 1024 * 1024  # a rollout spec, a key request: kilobytes
+BODY_FRAMING = 64 * 1024  # multipart boundaries and part headers, JSON keys
+IMAGE_FILE_PARTS = 2  # 'image' or 'file'; a few more are a client mistake, thousands an attack
+Kind = Literal["image", "clip"]
+
+
+def body_limit(limits: LimitsSpec, kind: Kind) -> int:
+    """The most bytes a body of ``kind`` may have: its payload's limit in base64 (the largest
+    accepted encoding) plus framing."""
+    payload = limits.max_image_bytes if kind == "image" else limits.max_video_bytes
+    return -(-payload * 4 // 3) + BODY_FRAMING
+
+
+async def receive_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, refused at its first byte past ``limit`` (413) or when it has not
+    arrived in ``timeout_s`` (408). Starlette's ``body()`` and ``form()`` then read it from the
+    request (``_body``), never from the socket again."""
+    cached: bytes | None = getattr(request, "_body", None)
+    if cached is not None:
+        return cached
+    _check_length(request, limit)
+    chunks: list[bytes] = []
+    size = 0
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"request body is over {limit} bytes, the limit of this route",
+                    limit=limit,
+                )
+            chunks.append(chunk)
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            await read()
+    except TimeoutError:
+        raise BodyTimeout(
+            f"the request body did not arrive within {timeout_s:g} s ({size} bytes came)"
+        ) from None
+    body = b"".join(chunks)
+    request._body = body
+    return body
 
 
 def _content_type(request: Request) -> str:
@@ -106,10 +159,14 @@ async def _json(request: Request) -> dict[str, Any]:
     return data
 
 
-async def _form(request: Request, limit: int) -> Any:
+async def _form(request: Request, max_files: int, too_many: CanaryError) -> Any:
+    """The parsed multipart body; ``too_many`` is raised at its ``max_files + 1``-th file part
+    (counted by the parser, before the parts after it are read)."""
     try:
-        return await request.form(max_files=10_000, max_fields=100, max_part_size=limit)
+        return await request.form(max_files=max_files, max_fields=100, max_part_size=64 * 1024)
     except Exception as e:  # multipart parse errors: the client's body is malformed
+        if "Too many files" in str(e):
+            raise too_many from None
         raise BadRequest(f"malformed multipart body: {type(e).__name__}") from None
 
 
@@ -124,9 +181,14 @@ async def _upload_bytes(value: Any, field: str) -> bytes:
 async def read_image(request: Request, limits: LimitsSpec) -> tuple[EncodedImage, bytes]:
     """Returns the checked, still encoded image and the raw bytes it came from."""
     ctype = _content_type(request)
-    _check_length(request, limits.max_image_bytes * 2)
+    await receive_body(request, body_limit(limits, "image"), limits.body_timeout_s)
     if ctype == "multipart/form-data":
-        form = await _form(request, limits.max_image_bytes)
+        too_many = PayloadTooLarge(
+            f"the multipart body has more than {IMAGE_FILE_PARTS} file parts; send one image "
+            "in field 'image'",
+            limit=IMAGE_FILE_PARTS,
+        )
+        form = await _form(request, IMAGE_FILE_PARTS, too_many)
         field = next((f for f in IMAGE_FIELDS if f in form), None)
         if field is None:
             if len(form) == 0:
@@ -158,9 +220,12 @@ async def read_image(request: Request, limits: LimitsSpec) -> tuple[EncodedImage
 
 async def read_clip(request: Request, limits: LimitsSpec) -> tuple[Clip, bytes]:
     ctype = _content_type(request)
-    _check_length(request, max(limits.max_video_bytes, limits.max_image_bytes * limits.max_frames))
+    await receive_body(request, body_limit(limits, "clip"), limits.body_timeout_s)
     if ctype == "multipart/form-data":
-        form = await _form(request, max(limits.max_video_bytes, limits.max_image_bytes))
+        too_many = TooManyFrames(
+            f"clip has more than {limits.max_frames} frames (the limit)", limit=limits.max_frames
+        )
+        form = await _form(request, limits.max_frames, too_many)
         frames = form.getlist("frames")
         if frames:
             raw = [await _upload_bytes(f, "frames") for f in frames]
@@ -218,9 +283,19 @@ def _fps(value: Any) -> float | None:
 class RequestInput:
     """The request's body as the data plane's input source (read once, when asked)."""
 
-    def __init__(self, request: Request, limits: LimitsSpec) -> None:
+    def __init__(self, request: Request, limits: LimitsSpec, kind: Kind = "image") -> None:
         self._request = request
         self._limits = limits
+        self._kind = kind
+
+    async def receive(self) -> CanaryError | None:
+        """Read the whole body now, capped and under the deadline; the refusal, if any."""
+        limits = self._limits
+        try:
+            await receive_body(self._request, body_limit(limits, self._kind), limits.body_timeout_s)
+        except CanaryError as e:
+            return e
+        return None
 
     async def image(self) -> tuple[EncodedImage, bytes]:
         return await read_image(self._request, self._limits)
@@ -229,9 +304,11 @@ class RequestInput:
         return await read_clip(self._request, self._limits)
 
 
-async def json_body(request: Request, what: str) -> Any:
-    """The JSON document of an admin request (``what`` names it in the 400)."""
+async def json_body(request: Request, what: str, timeout_s: float = 30.0) -> Any:
+    """The JSON document of an admin request (``what`` names it in the 400), at most
+    ``ADMIN_BODY_BYTES`` (413) and within ``timeout_s`` (408)."""
+    body = await receive_body(request, ADMIN_BODY_BYTES, timeout_s)
     try:
-        return await request.json()
-    except Exception:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidInput(f"{what} must be a JSON object") from None

@@ -47,7 +47,12 @@ def inference_routes(svc: Services) -> APIRouter:
     async def run_pipeline_route(name: str, request: Request) -> JSONResponse:
         route = metrics.route_label("pipeline", name, config.pipelines)
         ctx, refused = svc.gate.inference(request, route)
-        source = RequestInput(request, config.limits)
+        spec = config.pipelines.get(name)
+        source = RequestInput(
+            request, config.limits, "clip" if spec and spec.input == "frames" else "image"
+        )
+        if spec is not None:  # an unknown pipeline is a 404 without reading the body
+            refused = refused or await source.receive()
         outcome = Outcome(error=refused) if refused else await svc.plane.pipeline(ctx, name, source)
         return svc.gate.respond(ctx, outcome)
 
@@ -60,6 +65,7 @@ def inference_routes(svc: Services) -> APIRouter:
         route = metrics.route_label("model", name, config.models)
         ctx, refused = svc.gate.inference(request, route)
         source = RequestInput(request, config.limits)
+        refused = refused or await source.receive()
         outcome = (
             Outcome(error=refused)
             if refused

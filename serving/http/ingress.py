@@ -67,6 +67,7 @@ class Ingress:
                 embedding_sample_rate=spec.embedding_sample_rate,
                 max_age_s=spec.capture_max_age_s,
                 cpu_budget=CpuBudget(spec.capture_cpu_share),
+                max_pending_bytes=spec.capture_queue_bytes,
             )
         audit = None
         if config.audit.enabled:

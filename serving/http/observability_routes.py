@@ -68,6 +68,7 @@ def observability_routes(svc: Services) -> APIRouter:
         status["capture"] = (
             {
                 "pending": q.pending,
+                "pending_bytes": q.pending_bytes,
                 "sent_rows": q.sent_rows,
                 "dropped_rows": q.dropped_rows,
                 "stale_rows": q.stale_rows,

@@ -89,3 +89,29 @@ def test_unknown_pipeline_and_model(client: httpx.Client) -> None:
 
 def test_unknown_route(client: httpx.Client) -> None:
     assert _code(client.get("/v1/nothing")) == (404, "not_found")
+
+
+def test_a_replica_refuses_pixels_past_the_limit_even_when_the_ingress_was_skipped(
+    client: httpx.Client,
+) -> None:
+    """Each replica runs with OpenCV's own pixel ceiling (``OPENCV_IO_MAX_IMAGE_PIXELS`` in
+    its runtime_env): an image whose size was misstated to it is refused at OpenCV's header
+    read, not allocated and decoded."""
+    import numpy as np
+    from ray import serve
+
+    from deployments.base import deployment_name
+    from deployments.images import EncodedImage
+
+    served = client.get("/v1/models").json()["served"]["detector"]["versions"]
+    version = min(int(v) for v in served)
+    handle = serve.get_app_handle(deployment_name("detector", version))
+    small = EncodedImage(encode(astronaut()[:64, :64]), 64, 64)
+    assert isinstance(handle.predict.remote(small).result(timeout_s=60), list)
+    # 7000 x 6000 = 42 Mpx, past the 40 Mpx limit; told to the replica as 64 x 64.
+    big = EncodedImage(encode(np.zeros((6000, 7000, 3), np.uint8)), 64, 64)
+    with pytest.raises(Exception, match="could not decode the") as refused:
+        handle.predict.remote(big).result(timeout_s=60)
+    assert "UndecodableImage" in type(refused.value).__name__ or "UndecodableImage" in repr(
+        refused.value
+    )

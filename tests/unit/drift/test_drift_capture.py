@@ -257,3 +257,38 @@ def test_a_request_is_embedded_only_if_budget_is_left_after_its_features(
     # nothing left for its embedding; r2: shed.
     assert [(r["request_id"], "emb_00" in r) for r in got] == [("r0", True), ("r1", False)]
     assert q.embedded_jobs == 1 and q.shed_rows == 1
+
+
+def test_the_queue_is_bounded_by_the_bytes_its_inputs_hold() -> None:
+    from serving.pipelines.ops import Clip
+
+    release = threading.Event()
+    got: list[dict[str, Any]] = []
+
+    def slow(rows: list[dict[str, Any]]) -> None:
+        release.wait(5)
+        got.extend(rows)
+
+    q = CaptureQueue(slow, batch_size=1, flush_interval_s=0.01, max_pending_bytes=10_000_000)
+    frames = [np.zeros((720, 1280, 3), np.uint8) for _ in range(2)]  # 5.5 MB of frames
+    clips = [
+        CaptureJob(
+            (("n0", "action", "actions"),),
+            Clip(frames=frames, fps=10.0),
+            {"n0": []},
+            {"action": 1},
+            "live",
+            f"c{i}",
+            time.time(),
+        )
+        for i in range(3)
+    ]
+    accepted = [q.submit(job) for job in clips]
+    assert accepted == [True, False, False]  # a second 5.5 MB clip would pass 10 MB
+    assert q.pending_bytes == 2 * 720 * 1280 * 3 and q.dropped_rows == 2
+    assert q.submit(_job(7))  # a small image still fits
+    release.set()
+    assert q.flush(10)
+    assert q.pending_bytes == 0
+    assert q.submit(clips[1])  # room again once the thread is done with them
+    assert q.flush(10)
