@@ -142,6 +142,13 @@ class IngressSpec(Strict):
         "Retry-After (admission control here, not in Ray's proxy, so callers get our body).",
     )
     retry_after_s: float = Field(default=1.0, gt=0, le=60)
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        min_length=1,
+        description="Host header names the HTTP API answers to (a DNS-rebinding page sends its "
+        "own); '*' answers to any, for a cluster behind its own ingress. Others get 400 "
+        "invalid_host.",
+    )
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Timeout of /v1/models/{name}:predict (pipelines: own)."
     )

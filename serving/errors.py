@@ -221,6 +221,12 @@ class ChallengerPinForbidden(Forbidden):
     code = "challenger_pin_forbidden"
 
 
+class InvalidHost(BadRequest):
+    """The request's Host is not one the server answers to (DNS-rebinding protection)."""
+
+    code = "invalid_host"
+
+
 class Overloaded(CanaryError):
     """Admission control refused the request: too many in flight; retry after a moment."""
 

@@ -32,6 +32,10 @@ def api(method: str, url: str, path: str, **kw: Any) -> Any:
     key = os.environ.get("CANARYSERVE_API_KEY")
     if key:  # a platform with auth on: the caller's key, as any client would send it
         kw["headers"] = {"Authorization": f"Bearer {key}", **kw.get("headers", {})}
+    if method.upper() in {"POST", "PUT", "PATCH", "DELETE"} and not kw.keys() & {"json", "files"}:
+        # State changes go as JSON even without a body (serving.http.guard: a web page cannot
+        # forge that cross-site).
+        kw["headers"] = {"Content-Type": "application/json", **kw.get("headers", {})}
     kw.setdefault("timeout", 60)
     try:
         r = httpx.request(method, f"{url}{path}", **kw)

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from serving.http.admin_routes import admin_routes
 from serving.http.errors import install_error_handlers
+from serving.http.guard import RequestGuard
 from serving.http.inference_routes import inference_routes
 from serving.http.observability_routes import observability_routes
 from serving.http.services import Services
@@ -33,6 +34,7 @@ def build_app(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
         title=TITLE, version="0.1.0", description=DESCRIPTION, lifespan=lifespan or _no_background
     )
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, allowed_hosts=services.config.ingress.allowed_hosts)
     app.include_router(observability_routes(services))
     app.include_router(inference_routes(services))
     app.include_router(admin_routes(services))

@@ -82,12 +82,11 @@ class Gate:
 
     @staticmethod
     def actor(request: Request, principal: Principal) -> str:
-        """Who did it: the API key's name; without auth, X-Actor or the client address."""
+        """Who did it: the API key's name; without auth, the client address. Never a header
+        the caller writes itself: the audit trail must not name whom a caller chose."""
         if principal.key_id:
             return principal.name
-        return request.headers.get("x-actor") or (
-            request.client.host if request.client else "unknown"
-        )
+        return request.client.host if request.client else "unknown"
 
     # --- what happened ----------------------------------------------------------------------
 

@@ -145,4 +145,4 @@ def test_a_storm_of_pinned_bad_requests_leaves_the_rollout_and_its_breaker_alone
         samples = judged[0]["detail"]["samples"]
         assert samples["challenger_requests"] <= PER_KEY, judged[0]
     finally:
-        client.post(f"/v1/rollouts/{rid}/abort")
+        client.post(f"/v1/rollouts/{rid}/abort", json={})

@@ -281,7 +281,7 @@ def test_shadow_records_agreement_without_changing_responses(
         # of answers, which the test computes itself from the two versions' pinned answers
         # (before the abort, which retires the challenger after the drain delay).
         expected = _agreement_on_the_photo(client, champion, other)
-        client.post(f"/v1/rollouts/{rid}/abort")
+        client.post(f"/v1/rollouts/{rid}/abort", json={})
     value = next(c for c in snapshot["last_results"] if c["name"] == "shadow_agreement")["value"]
     assert value == pytest.approx(expected, abs=1e-6)
     # The dashboard's gauge shows the measured agreement too.
@@ -337,7 +337,9 @@ def test_controller_restart_mid_rollout_resumes(
 
         after = wait_for(progressed, timeout=180, interval=1, what="progress after the restart")
         if after["state"] not in {"promoted", "rolled_back", "aborted"}:
-            client.post(f"/v1/rollouts/{rid}/abort")  # before any check can fail: later tests
+            client.post(
+                f"/v1/rollouts/{rid}/abort", json={}
+            )  # before any check can fail: later tests
         started_after = ray.get(get_controller().ping.remote())["started_at"]
         assert started_after > started_before  # a new controller process did this
         rid_after = _predict_request_id(client)
@@ -383,14 +385,14 @@ def test_second_rollout_on_same_model_is_refused(
         assert again.json()["error"]["code"] == "rollout_conflict"
         assert r["id"] in again.json()["error"]["message"]
         _wait_state(client, r["id"], {"progressing"}, timeout=120)  # challenger ready
-        paused = client.post(f"/v1/rollouts/{r['id']}/pause").json()
+        paused = client.post(f"/v1/rollouts/{r['id']}/pause", json={}).json()
         assert paused["state"] == "paused"
-        bad = client.post(f"/v1/rollouts/{r['id']}/pause")
+        bad = client.post(f"/v1/rollouts/{r['id']}/pause", json={})
         assert (
             bad.status_code == 409 and bad.json()["error"]["code"] == "invalid_rollout_transition"
         )
     finally:
-        assert client.post(f"/v1/rollouts/{r['id']}/abort").json()["state"] == "aborted"
+        assert client.post(f"/v1/rollouts/{r['id']}/abort", json={}).json()["state"] == "aborted"
     assert client.get("/v1/rollouts/nope").json()["error"]["code"] == "unknown_rollout"
     bad_spec = client.post("/v1/rollouts", json={"model": "detector", "challenger_version": 99})
     assert bad_spec.status_code == 404

@@ -40,8 +40,8 @@ def test_both_versions_on_the_same_labelled_tracks(registry: MlflowModelStore) -
     # The calibrated, 17-keypoint v2 is not worse than v1 by more than one labelled track per
     # action. Not "not worse at all": v2's training is deterministic on one CPU, but its float
     # reductions differ between instruction sets, and on 48 tracks that moves v2 by a track or
-    # two. Measured: v1 0.833 everywhere; v2 0.854 on the machine this was first measured on, 0.822 on an AVX2-only EPYC,
-    # 0.819 with torch forced to its scalar kernels.
+    # two. Measured: v1 0.833 everywhere; v2 0.854 on the machine this was first measured on,
+    # 0.822 on an AVX2-only EPYC, 0.819 with torch forced to its scalar kernels.
     one_track = sum(1 / sum(it.label == label for it in items) for label in labels) / len(labels)
     assert scored.challenger.balanced_accuracy >= scored.champion.balanced_accuracy - one_track
     assert scored.champion.accuracy == pytest.approx(40 / 48)

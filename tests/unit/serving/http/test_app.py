@@ -66,7 +66,7 @@ def client(
 ) -> Any:
     audit = AuditWriter.from_spec(config.audit, open_store(config.audit, tmp_path))
     app = build_app(services(config, handles, tmp_path, audit))
-    with TestClient(app, client=("127.0.0.1", 5000)) as c:
+    with TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 5000)) as c:
         yield c
 
 
@@ -122,7 +122,7 @@ def test_operator_routes_answer_only_on_loopback_without_auth(
     config: PlatformConfig, handles: dict[tuple[str, int], ModelHandle], tmp_path: Path
 ) -> None:
     app = build_app(services(config, handles, tmp_path, None))
-    remote = TestClient(app, client=("10.1.2.3", 5000))
+    remote = TestClient(app, base_url="http://127.0.0.1", client=("10.1.2.3", 5000))
     r = remote.get("/v1/keys")
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     assert remote.get("/healthz").json() == {"status": "ok"}
@@ -133,7 +133,10 @@ def test_pinning_a_challenger_is_an_operators_probe(
 ) -> None:
     photo = {"image": ("a.jpg", _photo(), "image/jpeg")}
     app = build_app(services(config, handles, tmp_path, None, canary(weight=0)))
-    remote, local = (TestClient(app, client=(host, 5000)) for host in ("10.1.2.3", "127.0.0.1"))
+    remote, local = (
+        TestClient(app, base_url="http://127.0.0.1", client=(host, 5000))
+        for host in ("10.1.2.3", "127.0.0.1")
+    )
     # Auth off: like every operator action, only from loopback.
     for r in (
         remote.post(
@@ -155,7 +158,7 @@ def test_pinning_a_challenger_is_an_operators_probe(
     infer, operator = add_key(keys, "app", "infer"), add_key(keys, "ops", "operator")
     secured = config.model_copy(update={"auth": AuthPolicy(enabled=True)})
     app = build_app(services(secured, handles, tmp_path, None, canary(weight=0)))
-    remote = TestClient(app, client=("10.1.2.3", 5000))
+    remote = TestClient(app, base_url="http://127.0.0.1", client=("10.1.2.3", 5000))
     pin = {"X-Model-Version": "detector=2"}
     refused = remote.post("/v1/pipelines/inspect", files=photo, headers={**pin, "X-API-Key": infer})
     assert refused.status_code == 403

@@ -51,7 +51,7 @@ def test_a_baseline_defaults_to_the_champion_and_is_audited(
 ) -> None:
     monitor = Monitor()
     app, audit = _app(config, handles, tmp_path, monitor)
-    with TestClient(app, client=("127.0.0.1", 5000)) as client:
+    with TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 5000)) as client:
         r = client.post("/v1/drift/baselines", json={"model": "detector", "rows": 300})
         assert r.status_code == 201, r.text
         assert r.json()["reference"]["baseline"] == "newest 300 live rows"
@@ -91,7 +91,7 @@ def test_a_baseline_that_cannot_be_met_is_a_4xx_with_a_stable_code(
 ) -> None:
     monitor = Monitor()
     app, _ = _app(config, handles, tmp_path, monitor)
-    with TestClient(app, client=("127.0.0.1", 5000)) as client:
+    with TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 5000)) as client:
         r = client.post("/v1/drift/baselines", json=body)
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
@@ -108,7 +108,7 @@ def test_a_folder_baseline_takes_the_admin_role(
     monitor = Monitor()
     app, _ = _app(secured, handles, tmp_path, monitor)
     folder = {"model": "detector", "source": "dir", "dir": str(tmp_path)}
-    with TestClient(app, client=("10.1.2.3", 5000)) as client:
+    with TestClient(app, base_url="http://127.0.0.1", client=("10.1.2.3", 5000)) as client:
 
         def post(body: dict[str, Any], key: str) -> Any:
             return client.post("/v1/drift/baselines", json=body, headers={"X-API-Key": key})
