@@ -283,13 +283,14 @@ class DriftSpec(Strict):
         "dropped (counted): a capture that fell behind catches up with the traffic.",
     )
     capture_cpu_share: float = Field(
-        default=0.1,
+        default=1.0,
         gt=0,
         le=1,
         description="Share of one core the capture thread of an ingress replica may spend on "
         "features and embeddings, on average (2 CPU seconds at once): past it, requests are "
         "shed from capture (counted in shed_rows), so a saturated box keeps its CPU for "
-        "requests. About 20 ms per photo request: 0.1 measures every request up to ~5 req/s.",
+        "requests. About 20 ms per photo request: 0.1 measures every request up to ~5 req/s. "
+        "1 (the default) never sheds: fewer rows per window cost rollouts their drift evidence.",
     )
     batch_size: int = Field(default=64, ge=1, description="Rows per hand-over to the monitor.")
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
