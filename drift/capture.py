@@ -21,7 +21,7 @@ Image embeddings (:mod:`drift.embeddings`, 10-40 ms of CPU each) are computed in
 thread for a sample of the captured requests (``embedding_sample_rate``); the other rows carry no
 ``emb_`` columns. A failed embedding costs the request its embedding, never its rows.
 
-What the thread may spend is bounded too (``cpu_share``, a :class:`drift.budget.CpuBudget`): a
+What the thread may spend can be bounded too (a :class:`CpuBudget`, ``cpu_share`` of a core): a
 request is measured only while the budget lasts, and its embedding only if some is left after
 its features; the requests past it are shed (``shed_rows``, with their shadows' rows), so on a
 saturated box capture takes a fixed share of a core instead of a share of every request.
@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from drift.budget import CpuBudget
 from drift.embeddings import Embedder
 from drift.rows import input_row, request_rows
 from serving.flusher import BackgroundFlusher
@@ -62,6 +61,43 @@ class CaptureJob:
     source: str  # live | shadow
     request_id: str
     ts: float
+
+
+class CpuBudget:
+    """``share`` of one core on average, up to ``burst_s`` CPU seconds at once: a token bucket
+    of CPU seconds. The capture thread measures a request only while it is not empty and pays
+    what the measurement really cost (the thread's own CPU clock). Shedding is by arrival time,
+    not content, so a window stays an unbiased sample of the traffic, only a smaller one.
+
+    :meth:`spend` may take the level below zero (a measurement is paid after it ran); the
+    debt is paid back by the refill before the next one is allowed.
+    """
+
+    def __init__(
+        self, share: float, burst_s: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"CPU share has value {share!r}. Expected 0 < share <= 1.")
+        if not burst_s > 0:
+            raise ValueError(f"burst_s has value {burst_s!r}. Expected > 0.")
+        self.share, self.burst_s = share, burst_s
+        self._clock = clock
+        self._level = burst_s
+        self._last = clock()
+
+    @property
+    def level(self) -> float:
+        """CPU seconds that may still be spent now (negative: in debt)."""
+        now = self._clock()
+        self._level = min(self.burst_s, self._level + (now - self._last) * self.share)
+        self._last = now
+        return self._level
+
+    def available(self) -> bool:
+        return self.level > 0.0
+
+    def spend(self, cpu_s: float) -> None:
+        self._level = self.level - max(0.0, cpu_s)
 
 
 def input_bytes(value: Any) -> int:

@@ -19,8 +19,7 @@ from ray import serve
 
 from deployments.base import deployment_name
 from drift.actor import get_monitor
-from drift.budget import CpuBudget
-from drift.capture import CaptureQueue
+from drift.capture import CaptureQueue, CpuBudget
 from drift.embeddings import default_embedder
 from model_registry.mlflow_store import MlflowModelStore
 from model_registry.settings import RegistryRef

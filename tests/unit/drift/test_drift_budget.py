@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drift.budget import CpuBudget
+from drift.capture import CpuBudget
 
 
 def test_a_full_budget_allows_its_burst_then_refills_at_its_share_of_a_core() -> None:

@@ -9,8 +9,7 @@ import pytest
 
 from deployments.types import Detection
 from drift import capture
-from drift.budget import CpuBudget
-from drift.capture import CaptureJob, CaptureQueue
+from drift.capture import CaptureJob, CaptureQueue, CpuBudget
 
 
 def _job(i: int, nodes: int = 1, ts: float | None = None) -> CaptureJob:
