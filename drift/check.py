@@ -8,7 +8,10 @@ controller from ``DriftMonitor.rollout_drift``), on prediction features only:
   requests. Inputs are identical, so any drift is the model's doing;
 - ``vs_reference``: the challenger's answers in the window against its frozen reference; judged
   only when the champion's answers in the same window do *not* drift from the champion's own
-  reference (if both drift, the traffic moved, which is not the challenger's fault).
+  reference (if both drift, the traffic moved, which is not the challenger's fault). In a
+  window with mirrored (shadow) requests it can fail the window but never pass it: only the
+  pairs compare the challenger with the champion, so until they are captured (a loaded box's
+  capture lags) the window has no verdict.
 
 ``threshold`` is the share of prediction features allowed to drift (fails at or above it);
 ``min_samples`` (default: the rollout's ``min_requests``) is the rows needed on each side.
@@ -65,7 +68,9 @@ class PredictionDriftCheck:
         prior = stats.prior.get(self.name)
         counts = stats.closing and window.passed is not None
         if prior is None and not counts:  # nothing counted yet: no evidence to act on
-            return CheckResult(self.name, None, None, spec.threshold, window.detail)
+            return CheckResult(
+                self.name, None, None, spec.threshold, window.detail, pending=window.pending
+            )
         ev = windows_sprt(
             prior,
             self.name,
@@ -89,6 +94,7 @@ class PredictionDriftCheck:
             detail,
             report_id=window.report_id,
             evidence=ev,
+            pending=window.pending,
         )
 
     def _window(self, stats: WindowStats, spec: CheckSpec) -> CheckResult:
@@ -96,6 +102,9 @@ class PredictionDriftCheck:
         data = stats.extra.get(self.name)
         if not isinstance(data, DriftEvidence):
             return CheckResult(self.name, None, None, spec.threshold, "no drift data yet")
+        if data.pending:
+            detail = "the drift monitor is still measuring this window; it stays open"
+            return CheckResult(self.name, None, None, spec.threshold, detail, pending=True)
         paired, mine, baseline = data.vs_champion, data.vs_reference, data.champion_vs_reference
         judged: list[tuple[str, DriftComparison]] = []
         if paired is not None and paired.judged:
@@ -112,6 +121,19 @@ class PredictionDriftCheck:
             return CheckResult(self.name, None, None, spec.threshold, detail)
         what, worst = max(judged, key=lambda item: item[1].drift_share)
         share = float(worst.drift_share)
+        mirrored = stats.shadow.compared
+        if share < spec.threshold and mirrored and not (paired is not None and paired.judged):
+            # A shadowed window is judged on its pairs. The challenger's answers matching its
+            # own reference say nothing about how they compare with the champion's (a dimmed
+            # challenger matches a dimmed reference), so they may fail a window, never pass it.
+            return CheckResult(
+                self.name,
+                None,
+                None,
+                spec.threshold,
+                f"{mirrored} mirrored requests, {data.pairs} paired in the drift windows: not "
+                f"enough to compare with the champion yet ({what}: no drift)",
+            )
         drifted = ", ".join(worst.drifted_features) or "none"
         return CheckResult(
             self.name,

@@ -45,6 +45,11 @@ class DriftEvidence(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    pending: bool = Field(
+        default=False,
+        description="The monitor is still measuring this window: no comparison yet, and the "
+        "window stays open until it has one (up to the rollout's progress deadline).",
+    )
     pairs: int = Field(default=0, ge=0, description="Shadow requests paired with the champion.")
     vs_champion: DriftComparison | None = Field(
         default=None, description="Challenger's shadow answers vs the champion's, same requests."

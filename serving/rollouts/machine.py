@@ -25,7 +25,10 @@ The analysis (:func:`tick`), Flagger style, once per window of ``spec.interval_s
    with every measured value, then rollback if ``failed_checks >= spec.threshold``, else a new
    window on the same step. A check with enough data of its own fails the window even when
    the other arm is still short of samples: waiting could only hide a bad challenger.
-4. No failure, but an arm short of ``min_requests`` (shadow phase: ``shadow.compared``; canary:
+4. No failure, but a check whose data for this window is still being measured (``pending``:
+   the drift monitor at the lowest priority on a loaded box): the window stays open until it is
+   in, up to ``progress_deadline_s`` (then the window closes without it). Or no failure, but an
+   arm short of ``min_requests`` (shadow phase: ``shadow.compared``; canary:
    the challenger, and the champion while it still gets traffic, i.e. weight < 100): no verdict,
    the window stays open; past ``progress_deadline_s`` the rollout rolls back with reason
    ``insufficient_data``.
@@ -274,6 +277,9 @@ def tick(r: Rollout, stats: WindowStats, now: float) -> tuple[Rollout, list[Even
     failed = [x for x in results if x.passed is False]
     if failed:
         return _on_failure(closed, now, failed, measured)
+    late = [x.name for x in results if x.pending]
+    if late and elapsed <= r.spec.progress_deadline_s:
+        return r, [], NO_ACTION  # a check's data is still being measured: keep the window open
     missing = ledger.missing_samples(stats, r.state == SHADOW, r.weight, r.spec.min_requests)
     if missing:
         if elapsed <= r.spec.progress_deadline_s:

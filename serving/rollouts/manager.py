@@ -179,19 +179,24 @@ class RolloutManager:
 
     def drift_asks(self) -> dict[str, DriftAsk]:
         """What this tick would ask the drift source, by rollout id: one per judged rollout
-        that runs the ``prediction_drift`` check. The controller actor fetches these outside
-        its lock (the monitor may take a while) and hands the answers to :meth:`tick`."""
+        that runs the ``prediction_drift`` check and whose window is due to close (only the
+        closing look uses the evidence, so a window costs the monitor one measurement, not one
+        per tick). The controller actor fetches these outside its lock (the monitor may take a
+        while) and hands the answers to :meth:`tick`."""
         asks = {}
+        now = self.clock()
         for r in self.store.list(active_only=True):
             ask = self._drift_ask(r)
-            if ask is not None and r.state not in ("pending", "paused"):
+            due = now - sm.window_started_at(r) >= r.spec.interval_s
+            if ask is not None and due and r.state not in ("pending", "paused"):
                 asks[r.id] = ask
         return asks
 
     def fetch_drift(self, asks: Mapping[str, DriftAsk]) -> dict[DriftAsk, DriftEvidence]:
         """The drift source's answers to ``asks`` (thread-safe: the controller actor calls it
-        outside its lock). An ask the source has no answer for yet (``EvidencePending``), or
-        fails on, gets none: no data is "no verdict", never a failed check."""
+        outside its lock). An ask the source is still measuring (``EvidencePending``) gets a
+        pending answer, which holds the window open until the measurement is in; one it fails
+        on gets none: no data is "no verdict", never a failed check."""
         source = self.drift
         if source is None:
             return {}
@@ -201,6 +206,7 @@ class RolloutManager:
                 evidence = source(*ask)
             except EvidencePending as e:
                 log.info("rollout %s: no drift evidence yet: %s", rollout_id, e)
+                got[ask] = DriftEvidence(pending=True)  # the window waits for it
                 continue
             except Exception as e:
                 log.warning("rollout %s: drift monitor unavailable: %r", rollout_id, e)

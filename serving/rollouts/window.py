@@ -116,6 +116,9 @@ class CheckResult:
     report_id: str | None = None  # the drift report behind the verdict, if any
     # A sequential check's cumulative evidence: statistic, per-arm counts, boundaries.
     evidence: Evidence | None = None
+    # Its data for this window is still being measured: the window stays open for it (up to
+    # the rollout's progress deadline) instead of closing without it.
+    pending: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -124,7 +127,7 @@ class CheckResult:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CheckResult:
-        doc = {"report_id": None, **raw}
+        doc = {"report_id": None, "pending": False, **raw}
         evidence = doc.pop("evidence", None)
         parsed = None if evidence is None else Evidence.model_validate(evidence)
         return cls(**doc, evidence=parsed)

@@ -30,9 +30,11 @@ def _entry(status: str, share: float, rid: str = "rep-1") -> dict[str, Any]:
     }
 
 
-def _evaluate(data: dict[str, Any] | None) -> Any:
-    """One window's report alone (``method: window``)."""
+def _evaluate(data: dict[str, Any] | None, *, mirrored: int = 0) -> Any:
+    """One window's report alone (``method: window``); ``mirrored`` shadow calls compared."""
     stats = WindowStats()
+    for _ in range(mirrored):
+        stats.shadow.record(1.0)
     if data is not None:
         stats.extra["prediction_drift"] = DriftEvidence.model_validate(data)
     # needs the check registered
@@ -115,6 +117,29 @@ def test_reference_drift_counts_only_when_the_champion_did_not_move() -> None:
     assert alone.passed is False and alone.report_id == "rep-ref"
     both = _evaluate({"vs_reference": mine, "champion_vs_reference": _entry("drift", 1.0)})
     assert both.passed is None and "traffic moved" in both.detail
+
+
+def test_a_shadowed_window_passes_on_its_pairs_only() -> None:
+    """Under load the capture lags: the window's mirrored requests are not paired yet, but the
+    challenger's answers match its own reference (a dimmed challenger, a dimmed reference). That
+    must not count as a clean window, or a drifting challenger is promoted on no evidence."""
+    own = {
+        "pairs": 2,
+        "vs_champion": _entry("insufficient_data", 0.0),
+        "vs_reference": _entry("no_drift", 0.0, "rep-ref"),
+        "champion_vs_reference": _entry("no_drift", 0.0),
+    }
+    held = _evaluate(own, mirrored=30)
+    assert held.passed is None and "30 mirrored requests, 2 paired" in held.detail
+    # Without shadow traffic (the canary phase) the reference comparison is the evidence.
+    assert _evaluate(own).passed is True
+    # It may still fail a shadowed window: the challenger moved, the champion did not.
+    moved = dict(own, vs_reference=_entry("drift", 1.0, "rep-ref"))
+    failed = _evaluate(moved, mirrored=30)
+    assert failed.passed is False and failed.report_id == "rep-ref"
+    # Pairs judged: they decide as before.
+    paired = dict(own, vs_champion=_entry("no_drift", 0.0, "rep-pair"))
+    assert _evaluate(paired, mirrored=30).passed is True
 
 
 def test_worst_comparison_decides() -> None:
