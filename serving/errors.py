@@ -207,6 +207,17 @@ class Unauthenticated(CanaryError):
     code = "unauthenticated"
 
 
+class TooManyAuthFailures(CanaryError):
+    """A client presented too many invalid keys lately (429, with Retry-After)."""
+
+    status_code = 429
+    code = "too_many_auth_failures"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, retry_after_s=round(retry_after_s, 1))
+        self.retry_after_s = retry_after_s
+
+
 class Forbidden(CanaryError):
     """A valid key whose role does not allow the route (403)."""
 

@@ -4,13 +4,16 @@ A key reads ``cs_<key_id>_<secret>``: the 8-hex ``key_id`` is public and finds t
 O(1); only a salted PBKDF2 hash of the secret is ever written down. Keys come from a JSON keys
 file (``{"keys": [{id, name, role, salt, hash, created_at}, ...]}``, mode 0600) and/or the
 ``CANARYSERVE_API_KEYS`` env var (``name:role:key,...``, hashed on load). Successful checks are
-cached by sha256 of the whole key, so a repeated request costs one sha256 and a dict lookup.
+cached by sha256 of the whole key, so a repeated request costs one sha256 and a dict lookup;
+failed ones too, for :data:`FAILED_TTL_S`. What a client may make the server hash is bounded by
+``serving.access.throttle``.
 
 Who may call which route is ``serving.access.policy``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -18,7 +21,9 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +36,7 @@ DEFAULT_KEYS_FILE = "api_keys.json"
 ENV_KEYS = "CANARYSERVE_API_KEYS"
 ITERATIONS = 10_000  # ~2 ms per check; paid once per key thanks to the cache
 CACHE_SIZE = 4096
+FAILED_TTL_S = 60.0  # a key that failed is refused from memory for this long
 _KEY_RE = re.compile(r"cs_([0-9a-f]{8})_(.+)")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DUMMY_SALT = secrets.token_bytes(16)
@@ -104,7 +110,12 @@ def _env_records(value: str) -> list[_Record]:
 class ApiKeyStore:
     """Hashed keys in memory; build one with :meth:`load`. Reload it to see revocations."""
 
-    def __init__(self, records: list[_Record], sources: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        records: list[_Record],
+        sources: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         names = [r.principal.name for r in records]
         if dupes := sorted({n for n in names if names.count(n) > 1}):
             raise ConfigError(f"duplicate API key names {dupes}")
@@ -117,7 +128,12 @@ class ApiKeyStore:
                 raise ConfigError(f"duplicate API key id {rec.principal.key_id!r}")
             self._by_id[rec.lookup_id] = rec
         self.sources = sources
+        self._clock = clock
         self._cache: dict[bytes, Principal] = {}
+        # Keys that failed, by digest -> when they may be hashed again: a client replaying a
+        # bad key costs a sha256, not a PBKDF2, until then. A reload (keys added) clears it.
+        self._failed: dict[bytes, float] = {}
+        self.hashes = 0  # PBKDF2 checks of presented keys done by this store
 
     @classmethod
     def load(cls, path: Path | None, env: Mapping[str, str] | None = None) -> ApiKeyStore:
@@ -139,6 +155,11 @@ class ApiKeyStore:
         roles = [r.principal.role for r in self._by_id.values()]
         return {role: roles.count(role) for role in reversed(ROLES)}
 
+    def settled(self, presented: str) -> bool:
+        """Whether checking ``presented`` costs no hash now: it passed, or failed recently."""
+        digest = hashlib.sha256(presented.encode()).digest()
+        return digest in self._cache or self._failed.get(digest, 0.0) > self._clock()
+
     def authenticate(self, presented: str | None) -> Principal:
         if not presented:
             raise Unauthenticated(
@@ -147,12 +168,21 @@ class ApiKeyStore:
         digest = hashlib.sha256(presented.encode()).digest()
         if (hit := self._cache.get(digest)) is not None:
             return hit
+        now = self._clock()
+        if self._failed.get(digest, 0.0) > now:
+            raise Unauthenticated("invalid API key")
         lookup_id, secret = _split(presented)
         rec = self._by_id.get(lookup_id)
         # An unknown id costs the same hash and compare, so timing does not tell ids apart.
         salt, expected = (rec.salt, rec.hashed) if rec else (_DUMMY_SALT, _DUMMY_HASH)
+        self.hashes += 1
         ok = hmac.compare_digest(_hash(secret, salt), expected)
         if not (ok and rec):
+            if len(self._failed) >= CACHE_SIZE:
+                self._failed = {d: t for d, t in self._failed.items() if t > now}
+                if len(self._failed) >= CACHE_SIZE:
+                    self._failed.clear()
+            self._failed[digest] = now + FAILED_TTL_S
             raise Unauthenticated("invalid API key")
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
@@ -188,8 +218,24 @@ def _write(path: Path, keys: list[dict[str, Any]]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
     with os.fdopen(fd, "w") as f:
         json.dump({"keys": keys}, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())  # a crash leaves the old file or the new one, never half of one
     os.replace(tmp, path)
     path.chmod(0o600)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the keys file's lock for a read-modify-write: two writers at once (the CLI and an
+    ingress, or two ingress replicas) would otherwise each write a list without the other's
+    key. The lock is a sibling file (the keys file itself is replaced, never edited)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def add_key(path: Path, name: str, role: str) -> str:
@@ -198,6 +244,11 @@ def add_key(path: Path, name: str, role: str) -> str:
         raise ValueError(f"unknown role {role!r}; expected one of {list(ROLES)}")
     if not _NAME_RE.fullmatch(name):
         raise ValueError(f"bad key name {name!r}: use letters, digits, '.', '_', '-' (<= 64)")
+    with _locked(path):
+        return _add_key(path, name, role)
+
+
+def _add_key(path: Path, name: str, role: str) -> str:
     keys = _read(path) if path.exists() else []
     if any(k.get("name") == name for k in keys):
         raise ValueError(f"an API key named {name!r} already exists in {path}")
@@ -214,12 +265,13 @@ def add_key(path: Path, name: str, role: str) -> str:
 
 
 def revoke_key(path: Path, name_or_id: str) -> bool:
-    keys = _read(path) if path.exists() else []
-    kept = [k for k in keys if name_or_id not in (k.get("name"), k.get("id"))]
-    if len(kept) == len(keys):
-        return False
-    _write(path, kept)
-    return True
+    with _locked(path):
+        keys = _read(path) if path.exists() else []
+        kept = [k for k in keys if name_or_id not in (k.get("name"), k.get("id"))]
+        if len(kept) == len(keys):
+            return False
+        _write(path, kept)
+        return True
 
 
 def list_keys(path: Path) -> list[dict[str, Any]]:

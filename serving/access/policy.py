@@ -41,6 +41,15 @@ class AuthPolicy(BaseModel):
     admin_loopback_only_when_disabled: bool = Field(
         default=True, description="With auth off, operator/admin routes answer only on loopback."
     )
+    failure_burst: int = Field(
+        default=10,
+        ge=1,
+        description="Invalid keys a client may present before it is refused with 429 "
+        "too_many_auth_failures (each costs the server a PBKDF2 hash).",
+    )
+    failure_rate_per_s: float = Field(
+        default=1.0, gt=0, description="How fast a client's allowance of invalid keys refills."
+    )
 
     def keys_path(self, data_dir: Path) -> Path | None:
         return None if self.keys_file is None else data_dir / Path(self.keys_file).expanduser()

@@ -28,14 +28,14 @@ def admin_routes(svc: Services) -> APIRouter:
 
     @router.get("/v1/rollouts", summary="Rollouts (all, or only active ones).")
     async def list_rollouts(request: Request, active: bool = False) -> dict[str, Any]:
-        gate.access(request, "operator")
+        await gate.access(request, "operator")
         return {"rollouts": await svc.controller.call("list", active)}
 
     @router.post(
         "/v1/rollouts", summary="Start a rollout of a challenger version.", status_code=201
     )
     async def start_rollout(request: Request) -> JSONResponse:
-        who = gate.access(request, "operator")
+        who = await gate.access(request, "operator")
         spec = await json_body(request, "the rollout spec")
         if not isinstance(spec, dict):
             raise InvalidInput("the rollout spec must be a JSON object")
@@ -52,7 +52,7 @@ def admin_routes(svc: Services) -> APIRouter:
 
     @router.get("/v1/rollouts/{rollout_id}", summary="One rollout with its events.")
     async def get_rollout(rollout_id: str, request: Request) -> dict[str, Any]:
-        gate.access(request, "operator")
+        await gate.access(request, "operator")
         out: dict[str, Any] = await svc.controller.call("describe", rollout_id)
         return out
 
@@ -60,7 +60,7 @@ def admin_routes(svc: Services) -> APIRouter:
         "/v1/rollouts/{rollout_id}/{action}", summary="pause | resume | promote | abort a rollout."
     )
     async def rollout_action(rollout_id: str, action: str, request: Request) -> dict[str, Any]:
-        who = gate.access(request, "operator")
+        who = await gate.access(request, "operator")
         if action not in ROLLOUT_ACTIONS:
             raise InvalidInput(f"unknown action {action!r}; one of {list(ROLLOUT_ACTIONS)}")
         actor = gate.actor(request, who)
@@ -78,7 +78,7 @@ def admin_routes(svc: Services) -> APIRouter:
         status_code=201,
     )
     async def drift_baseline(request: Request) -> JSONResponse:
-        who = gate.access(request, "operator")
+        who = await gate.access(request, "operator")
         body = await json_body(request, "the baseline request")
         if not isinstance(body, dict):
             raise InvalidBaseline(
@@ -87,7 +87,7 @@ def admin_routes(svc: Services) -> APIRouter:
         if body.get("source") == "dir":
             # A folder is read on the platform's machine: that takes the admin role, as
             # registering a model directory does; traffic baselines are an operator's call.
-            who = gate.access(request, "admin")
+            who = await gate.access(request, "admin")
         model = body.get("model")
         if not isinstance(model, str) or model not in svc.config.models:
             raise UnknownModel(
@@ -115,12 +115,12 @@ def admin_routes(svc: Services) -> APIRouter:
 
     @router.get("/v1/keys", summary="API keys (names, roles, ids; never secrets or hashes).")
     async def keys_list(request: Request) -> dict[str, Any]:
-        gate.access(request, "admin")
+        await gate.access(request, "admin")
         return {"keys": await asyncio.to_thread(list_keys, gate.keys_path)}
 
     @router.post("/v1/keys", summary="Create an API key; the key is in this answer only.")
     async def keys_create(request: Request) -> JSONResponse:
-        who = gate.access(request, "admin")
+        who = await gate.access(request, "admin")
         body = await json_body(request, "the key request")
         target = str(body.get("name")) if isinstance(body, dict) else "?"
         out = await gate.audited(
@@ -134,7 +134,7 @@ def admin_routes(svc: Services) -> APIRouter:
 
     @router.delete("/v1/keys/{name_or_id}", summary="Revoke an API key.")
     async def keys_revoke(name_or_id: str, request: Request) -> dict[str, Any]:
-        who = gate.access(request, "admin")
+        who = await gate.access(request, "admin")
         await gate.audited(
             gate.actor(request, who),
             "keys.revoke",
@@ -148,7 +148,7 @@ def admin_routes(svc: Services) -> APIRouter:
         summary="Check and register a model directory the platform can read as a new version.",
     )
     async def model_register(name: str, request: Request) -> JSONResponse:
-        who = gate.access(request, "admin")
+        who = await gate.access(request, "admin")
         body = await json_body(request, "the registration")
         out = await gate.audited(
             gate.actor(request, who),

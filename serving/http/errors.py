@@ -10,6 +10,7 @@ is logged with the request id instead).
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -95,7 +96,7 @@ def error_response(exc: BaseException, request_id: str, *, id_header: bool = Tru
     headers = {"X-Request-Id": request_id} if id_header else {}
     if status in (503, 429):
         retry = getattr(exc, "retry_after_s", 1.0)
-        headers["Retry-After"] = str(max(1, round(retry)))
+        headers["Retry-After"] = str(max(1, math.ceil(retry)))  # never too early
     return ErrorResponse(status, code, message, request_id, headers)
 
 

@@ -8,9 +8,10 @@ use :meth:`Gate.audited` so that every admin action is recorded with who did it.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,13 +20,16 @@ from fastapi.responses import JSONResponse
 
 from serving import metrics
 from serving.access import ApiKeyStore, AuthPolicy, Principal, allows, check_access
+from serving.access.policy import presented_key
+from serving.access.throttle import KeyThrottle
 from serving.audit import AdminRecord, AuditWriter
 from serving.canary.pins import PIN_HEADER, versions_header
-from serving.errors import CanaryError, ServiceUnavailable
+from serving.errors import CanaryError, ConfigError, ServiceUnavailable, TooManyAuthFailures
 from serving.http.errors import ErrorResponse, error_response, request_id_of
 from serving.inference import Outcome, RequestContext, audit_record
 
 KEY_HEADER = "x-canary-key"
+log = logging.getLogger("canaryserve.http")
 T = TypeVar("T")
 
 
@@ -38,24 +42,53 @@ class Gate:
         self._audit = audit
         self._store_inputs = store_inputs
         self._keys: ApiKeyStore | None = None
-        self._keys_stamp: int | None = None
+        self._keys_stamp: tuple[int, int, int] | None = None
+        self._throttle = KeyThrottle(
+            burst=policy.failure_burst, rate_per_s=policy.failure_rate_per_s
+        )
 
     # --- who --------------------------------------------------------------------------------
 
-    def access(self, request: Request, role: str) -> Principal:
-        """The caller's principal if it may use a route that needs ``role`` (else 401/403)."""
+    def _store(self) -> ApiKeyStore:
+        """The keys, reloaded when the file changed: keys added or revoked (HTTP or CLI) take
+        effect on the next request. A file that no longer parses (a hand edit half done) keeps
+        the last good keys in force, logged once per version of the file, rather than
+        refusing every caller; with none loaded yet it fails closed (500 config_error)."""
         try:
-            stamp: int | None = self.keys_path.stat().st_mtime_ns
+            st = self.keys_path.stat()
+            stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except OSError:
             stamp = None
         if self._keys is None or stamp != self._keys_stamp:
-            # Keys added or revoked (HTTP or CLI) take effect on the next request.
-            self._keys = ApiKeyStore.load(self.keys_path, os.environ)
+            try:
+                self._keys = ApiKeyStore.load(self.keys_path, os.environ)
+            except ConfigError as e:
+                if self._keys is None:
+                    raise
+                log.error("keeping the last good API keys: %s", e.message)
             self._keys_stamp = stamp
-        host = request.client.host if request.client else None
-        return check_access(self._policy, self._keys, request.headers, host, role)
+        return self._keys
 
-    def inference(self, request: Request, route: str) -> tuple[RequestContext, CanaryError | None]:
+    async def access(self, request: Request, role: str) -> Principal:
+        """The caller's principal if it may use a route that needs ``role`` (else 401/403, or
+        429 for a client that presented too many invalid keys). A key not checked before is
+        hashed off the event loop, within the client's budget (``serving.access.throttle``)."""
+        store = self._store()
+        host = request.client.host if request.client else None
+        headers: Mapping[str, str] = request.headers
+        key = presented_key(headers)
+        if key is not None:
+            try:
+                await self._throttle.check(store, key, host or "unknown")
+            except TooManyAuthFailures:
+                if self._policy.enabled:
+                    raise
+                headers = {}  # auth off: the key would only have named the caller
+        return check_access(self._policy, store, headers, host, role)
+
+    async def inference(
+        self, request: Request, route: str
+    ) -> tuple[RequestContext, CanaryError | None]:
         """The context of an inference request, and the refusal if the caller may not infer."""
         started = time.perf_counter()
         host = request.client.host if request.client else None
@@ -63,10 +96,10 @@ class Gate:
         caller = host or "unknown"
         may_pin = False
         try:
-            principal = self.access(request, "infer")
+            principal = await self.access(request, "infer")
             if principal.key_id:
                 caller = principal.name
-            may_pin = allows(self._policy, principal, host, "operator")
+            may_pin = self.may(request, principal, "operator")
         except CanaryError as e:
             refused = e
         ctx = RequestContext(
@@ -79,6 +112,11 @@ class Gate:
             started=started,
         )
         return ctx, refused
+
+    def may(self, request: Request, principal: Principal, role: str) -> bool:
+        """May ``principal`` (let in by :meth:`access`) also do what ``role`` allows?"""
+        host = request.client.host if request.client else None
+        return allows(self._policy, principal, host, role)
 
     @staticmethod
     def actor(request: Request, principal: Principal) -> str:

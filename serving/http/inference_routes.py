@@ -46,7 +46,7 @@ def inference_routes(svc: Services) -> APIRouter:
     )
     async def run_pipeline_route(name: str, request: Request) -> JSONResponse:
         route = metrics.route_label("pipeline", name, config.pipelines)
-        ctx, refused = svc.gate.inference(request, route)
+        ctx, refused = await svc.gate.inference(request, route)
         spec = config.pipelines.get(name)
         source = RequestInput(
             request, config.limits, "clip" if spec and spec.input == "frames" else "image"
@@ -63,7 +63,7 @@ def inference_routes(svc: Services) -> APIRouter:
     )
     async def predict(name: str, request: Request, version: int | None = None) -> JSONResponse:
         route = metrics.route_label("model", name, config.models)
-        ctx, refused = svc.gate.inference(request, route)
+        ctx, refused = await svc.gate.inference(request, route)
         source = RequestInput(request, config.limits)
         refused = refused or await source.receive()
         outcome = (
@@ -75,7 +75,10 @@ def inference_routes(svc: Services) -> APIRouter:
 
     @router.get("/v1/models", summary="Registered versions, aliases, and what is served.")
     async def list_models(request: Request) -> dict[str, Any]:
-        svc.gate.access(request, "infer")
+        principal = await svc.gate.access(request, "infer")
+        # Where a replica runs (artifact paths, pids, nodes, devices) is for operators: an
+        # infer caller sees what it needs to call a version, no map of the cluster.
+        full = svc.gate.may(request, principal, "operator")
         registry = await asyncio.to_thread(_registry_view, svc)
         canary = svc.plane.canary
         served: dict[str, Any] = {}
@@ -92,11 +95,19 @@ def inference_routes(svc: Services) -> APIRouter:
                     info = await asyncio.wait_for(svc.handles(model, v).info.remote(), timeout=10)
                 except Exception:
                     info = {"status": "unavailable"}
+                if not full:
+                    info = {k: val for k, val in info.items() if k in PUBLIC_REPLICA_INFO}
                 entry["versions"][str(v)] = info
             served[model] = entry
         return {"registry": registry, "served": served}
 
     return router
+
+
+# What a replica's ``info()`` an infer-only caller may read on ``GET /v1/models``.
+PUBLIC_REPLICA_INFO = frozenset(
+    {"model", "version", "task", "keypoint_layout", "license", "labels", "status"}
+)
 
 
 def _registry_view(svc: Services) -> dict[str, Any]:

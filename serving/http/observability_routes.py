@@ -62,7 +62,7 @@ def observability_routes(svc: Services) -> APIRouter:
 
     @router.get("/v1/drift", summary="Latest drift verdict per model version, and alerts.")
     async def drift_status(request: Request) -> dict[str, Any]:
-        gate.access(request, "operator")
+        await gate.access(request, "operator")
         status: dict[str, Any] = await svc.monitor.call("status")
         q = plane.capture
         status["capture"] = (
@@ -88,7 +88,7 @@ def observability_routes(svc: Services) -> APIRouter:
         kind: str | None = None,
         limit: int = Query(default=50, ge=1, le=1000),
     ) -> dict[str, Any]:
-        gate.access(request, "operator")
+        await gate.access(request, "operator")
         reports = await svc.monitor.call(
             "list_reports", model=model, version=version, kind=kind, limit=limit
         )
@@ -104,7 +104,7 @@ def observability_routes(svc: Services) -> APIRouter:
         status_code=201,
     )
     async def drift_report_now(request: Request) -> JSONResponse:
-        gate.access(request, "operator")
+        await gate.access(request, "operator")
         try:
             body = await request.json()
         except Exception:
@@ -130,7 +130,7 @@ def observability_routes(svc: Services) -> APIRouter:
         response_class=HTMLResponse,
     )
     async def drift_report(report_id: str, request: Request, format: str = "html") -> Any:
-        gate.access(request, "operator")
+        await gate.access(request, "operator")
         if format == "json":
             return JSONResponse(await svc.monitor.call("get_report", report_id))
         if format != "html":
@@ -139,7 +139,7 @@ def observability_routes(svc: Services) -> APIRouter:
 
     @router.get("/v1/audit/{request_id}", summary="The audit record of one served request.")
     async def audit_record(request_id: str, request: Request) -> dict[str, Any]:
-        gate.access(request, "operator")
+        await gate.access(request, "operator")
         writer = gate.audit_writer()
         record = await asyncio.to_thread(writer.store.get_request, request_id)
         if record is None:
@@ -161,7 +161,7 @@ def observability_routes(svc: Services) -> APIRouter:
         error_code: str | None = None,
         limit: int = Query(default=100, ge=1, le=10_000),
     ) -> dict[str, Any]:
-        gate.access(request, "operator")
+        await gate.access(request, "operator")
         store = gate.audit_writer().store
         requests = await asyncio.to_thread(
             lambda: store.query_requests(

@@ -8,6 +8,7 @@ failure can be injected (``fail``); results are always the model's own.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ class _Method:
 class ModelHandle:
     def __init__(self, model_dir: Path, name: str, version: int) -> None:
         self.model = load_model(model_dir)
+        self.model_dir = model_dir
         self.name, self.version = name, version
         self.fail: Exception | None = None
         self.hang = False
@@ -52,7 +54,14 @@ class ModelHandle:
         return out
 
     async def _info(self) -> dict[str, Any]:
-        return {"model": self.name, "version": self.version}
+        """Some of a replica's ``info()`` (deployments.base): public fields and where it runs."""
+        return {
+            "model": self.name,
+            "version": self.version,
+            "task": "detection" if self.name == "detector" else self.name,
+            "artifact_dir": str(self.model_dir),
+            "pid": os.getpid(),
+        }
 
 
 @pytest.fixture(scope="session")

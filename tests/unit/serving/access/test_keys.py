@@ -13,6 +13,8 @@ import re
 import secrets
 import stat
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -418,3 +420,23 @@ def test_list_keys_shows_every_field_but_the_salt_and_hash(keys_file: Path) -> N
             "note": "rotated 2025-06",
         }
     ]
+
+
+def test_keys_added_at_once_by_many_writers_are_all_kept(tmp_path: Path) -> None:
+    """The CLI and the ingress replicas share one keys file: each add is a read-modify-write,
+    so two at once must not lose either key (the file's lock serialises them)."""
+    path = tmp_path / "api_keys.json"
+    start = threading.Barrier(12)
+
+    def add(i: int) -> str:
+        start.wait()
+        return add_key(path, f"app{i}", "infer")
+
+    with ThreadPoolExecutor(12) as pool:
+        made = list(pool.map(add, range(12)))
+    assert sorted(k["name"] for k in list_keys(path)) == sorted(f"app{i}" for i in range(12))
+    store = ApiKeyStore.load(path, {})
+    assert {store.authenticate(k).name for k in made} == {f"app{i}" for i in range(12)}
+    with ThreadPoolExecutor(12) as pool:
+        assert all(pool.map(lambda i: revoke_key(path, f"app{i}"), range(0, 12, 2)))
+    assert sorted(k["name"] for k in list_keys(path)) == sorted(f"app{i}" for i in range(1, 12, 2))
