@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,8 +71,28 @@ def champion_alert(report: dict[str, Any], now: float) -> dict[str, Any]:
     }
 
 
+def redact_url(url: str) -> str:
+    """``url`` fit for a log line: scheme and host only. A webhook URL's path, query or
+    user-info is usually its secret (a chat service's hook token)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+def _why(e: Exception) -> str:
+    """What failed, without the exception's text: urllib quotes the URL in some of them."""
+    code, reason = getattr(e, "code", None), getattr(e, "reason", None)
+    if isinstance(code, int):
+        return f"{type(e).__name__} {code}"
+    if isinstance(reason, BaseException):
+        return f"{type(e).__name__} ({type(reason).__name__})"
+    return type(e).__name__
+
+
 def post_webhook(url: str, payload: dict[str, Any], timeout_s: float = 5.0) -> None:
-    """Deliver an alert without blocking the caller; failures are logged, not raised."""
+    """Deliver an alert without blocking the caller; failures are logged (the URL redacted),
+    not raised."""
 
     def send() -> None:
         try:
@@ -84,6 +105,6 @@ def post_webhook(url: str, payload: dict[str, Any], timeout_s: float = 5.0) -> N
             with urllib.request.urlopen(req, timeout=timeout_s) as r:
                 r.read()
         except Exception as e:
-            log.warning("drift alert webhook %s failed: %r", url, e)
+            log.warning("drift alert webhook %s failed: %s", redact_url(url), _why(e))
 
     threading.Thread(target=send, name="drift-webhook", daemon=True).start()

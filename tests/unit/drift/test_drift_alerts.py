@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
+import logging
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from drift.alerts import AlertGate, Window, champion_alert
+from drift.alerts import AlertGate, Window, champion_alert, post_webhook, redact_url
 from drift.features import FEATURES_VERSION
 from drift.monitor import DriftMonitor
 from serving.config import DriftSpec
@@ -104,3 +110,57 @@ def test_the_same_drifting_rows_alert_once_and_new_ones_again(tmp_path: Path) ->
     third = monitor.report("detector", 1)
     assert [a["report_id"] for a in alerts] == [first["id"], third["id"]]
     assert alerts[0]["drifted_groups"] == ["input"]
+
+
+def _wait_for(pred: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("status", [None, 403])
+def test_a_failed_webhook_is_logged_without_its_secret(
+    status: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chat service's hook URL is its credential: the log names the host, never the path,
+    the query or the user-info, whether the server refused it or could not be reached."""
+    secret = "T000/B000/XXXXsecretXXXX"
+    if status is None:
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = None
+    else:
+
+        class Refuse(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.send_error(status)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Refuse)
+        port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    auth = "user:pw@" if status is None else ""  # urllib sends no user-info: refused as is
+    url = f"http://{auth}127.0.0.1:{port}/services/{secret}?token=abc"
+    try:
+        with caplog.at_level(logging.WARNING, logger="canaryserve.drift"):
+            post_webhook(url, {"alert": "drift"}, timeout_s=5)
+            assert _wait_for(lambda: "webhook" in caplog.text)
+    finally:
+        if server is not None:
+            server.shutdown()
+    assert f"http://127.0.0.1:{port}/" in caplog.text
+    for leaked in (secret, "token=abc", "user:pw", "services"):
+        assert leaked not in caplog.text
+    if status is not None:
+        assert f"HTTPError {status}" in caplog.text
+
+
+def test_redact_url_keeps_scheme_host_and_port_only() -> None:
+    assert redact_url("https://hooks.example.com/services/a/b?x=1") == "https://hooks.example.com/…"
+    assert redact_url("http://u:p@[::1]:9000/x") == "http://::1:9000/…"
