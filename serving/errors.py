@@ -144,6 +144,12 @@ class ServiceUnavailable(CanaryError):
     code = "service_unavailable"
 
 
+class MetricsUnavailable(ServiceUnavailable):
+    """``/metrics``: the cluster scrape did not finish in time (503, retry)."""
+
+    code = "metrics_unavailable"
+
+
 # --- rollouts ------------------------------------------------------------------------------
 
 

@@ -3,17 +3,65 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 
 from serving import metrics
-from serving.errors import InvalidInput, UnknownAuditRecord, UnknownModel
+from serving.errors import InvalidInput, MetricsUnavailable, UnknownAuditRecord, UnknownModel
 from serving.http.services import Services
 
 
-def observability_routes(svc: Services) -> APIRouter:
+class ScrapeGate:
+    """One scrape of the cluster at a time, shared, cached briefly, on its own thread.
+
+    ``/metrics`` answers without a key (Prometheus scrapes it), and a scrape asks the GCS for
+    the nodes and then reads every node's export. Run per request on the event loop's shared
+    threads, a burst of scrapes (or one slow node) would take every thread the admin and audit
+    routes use. Here concurrent requests wait for the scrape in flight, a result is reused for
+    ``ttl_s``, scrapes run on one dedicated thread, and a request waits at most ``timeout_s``
+    (then ``503 metrics_unavailable``)."""
+
+    def __init__(
+        self,
+        scrape: Callable[[], str] = metrics.scrape_cluster,
+        *,
+        ttl_s: float = 1.0,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._scrape, self.ttl_s, self.timeout_s, self._clock = scrape, ttl_s, timeout_s, clock
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="metrics-scrape")
+        self._inflight: asyncio.Future[str] | None = None
+        self._last: tuple[float, str] | None = None
+        self.scrapes = 0
+
+    async def text(self) -> str:
+        if self._last is not None and self._clock() - self._last[0] < self.ttl_s:
+            return self._last[1]
+        if self._inflight is None or self._inflight.done():
+            self.scrapes += 1
+            loop = asyncio.get_running_loop()
+            self._inflight = asyncio.ensure_future(self._run(loop))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._inflight), self.timeout_s)
+        except TimeoutError:
+            raise MetricsUnavailable(
+                f"the metrics scrape took over {self.timeout_s:g} s; try again"
+            ) from None
+
+    async def _run(self, loop: asyncio.AbstractEventLoop) -> str:
+        text = await loop.run_in_executor(self._pool, self._scrape)
+        self._last = (self._clock(), text)
+        return text
+
+
+def observability_routes(svc: Services, scrapes: ScrapeGate | None = None) -> APIRouter:
+    scrapes = scrapes or ScrapeGate()
     router = APIRouter()
     gate, plane = svc.gate, svc.plane
 
@@ -182,7 +230,7 @@ def observability_routes(svc: Services) -> APIRouter:
         response_class=PlainTextResponse,
     )
     async def metrics_route() -> PlainTextResponse:
-        text = await asyncio.to_thread(metrics.scrape_cluster)
+        text = await scrapes.text()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return router
