@@ -214,7 +214,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
 
 
 def _write(path: Path, keys: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Replace ``path`` with ``keys``; callers hold :func:`_locked` (which made the folder)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
     with os.fdopen(fd, "w") as f:
         json.dump({"keys": keys}, f, indent=2)

@@ -252,7 +252,10 @@ def carried_over(
     """``results`` with the recorded results of every module that no mutant ran for here and
     that has not changed since the recorded report: a fresh work tree has no ``mutants/``
     cache, and an unchanged module's mutants are the same ones (CI's sample re-checks them).
-    Returns the results and the modules carried over."""
+    In a changed module, a mutant not checked here keeps its recorded result when its function
+    is the same at the report's commit as now (mutmut's own cache works per function the same
+    way: same function, same mutants, same names). Returns the results and what was carried
+    over (``module`` for a whole module, ``module: N mutants`` for a part of one)."""
     if not RESULTS.exists():
         return results, []
     recorded = json.loads(RESULTS.read_text())
@@ -261,11 +264,61 @@ def carried_over(
     for module, by_name in results.items():
         ran = any(status != "not checked" for status in by_name.values())
         old = recorded["results"].get(module)
-        if module in changed or ran or not old:
+        if not old:
+            continue
+        if module in changed:
+            if ran:
+                same = same_functions(module, recorded["commit"])
+                kept = {
+                    n: old[n]
+                    for n, st in by_name.items()
+                    if st == "not checked" and n in old and function_of(n) in same
+                }
+                if kept:
+                    out[module] = {**by_name, **kept}
+                    carried.append(f"{module}: {len(kept)} mutants of unchanged functions")
+            continue
+        if ran:
             continue
         out[module] = old
         carried.append(module)
     return out, carried
+
+
+def function_of(mutant: str) -> str:
+    """``serving.x.y.xǁRolloutǁto_dict__mutmut_3`` -> ``Rollout.to_dict``; ``…x_start__…``
+    -> ``start``."""
+    head = mutant.partition("__mutmut_")[0].rpartition(".")[2]
+    if head.startswith("xǁ"):
+        return ".".join(p for p in head[2:].split("ǁ") if p)
+    return head.removeprefix("x_")
+
+
+def _functions(source: str) -> dict[str, str]:
+    """Qualified name (``f``, ``Class.f``) -> the function's AST dump, of every top-level
+    function and method in ``source``."""
+    import ast
+
+    out: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out[node.name] = ast.dump(node)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    out[f"{node.name}.{item.name}"] = ast.dump(item)
+    return out
+
+
+def same_functions(module: str, commit: str) -> set[str]:
+    """Functions of ``module`` whose code (AST, so comments aside) is the same at ``commit``."""
+    r = subprocess.run(
+        ["git", "show", f"{commit}:{module}"], cwd=REPO, capture_output=True, text=True
+    )
+    if r.returncode != 0:
+        return set()
+    then, now = _functions(r.stdout), _functions((REPO / module).read_text())
+    return {name for name, code in now.items() if then.get(name) == code}
 
 
 def mutant_module(name: str) -> str:

@@ -137,9 +137,40 @@ def test_a_shadowed_window_passes_on_its_pairs_only() -> None:
     moved = dict(own, vs_reference=_entry("drift", 1.0, "rep-ref"))
     failed = _evaluate(moved, mirrored=30)
     assert failed.passed is False and failed.report_id == "rep-ref"
+    assert (held.name, held.threshold, held.value, held.pending) == (
+        "prediction_drift",
+        0.5,
+        None,
+        False,  # the pairs may never come (sampled capture): no verdict, not a wait
+    )
+    # At the threshold the reference comparison fails a shadowed window too.
+    at = dict(own, vs_reference=_entry("drift", 0.5, "rep-ref"))
+    assert _evaluate(at, mirrored=30).passed is False
     # Pairs judged: they decide as before.
     paired = dict(own, vs_champion=_entry("no_drift", 0.0, "rep-pair"))
     assert _evaluate(paired, mirrored=30).passed is True
+
+
+def test_a_window_still_being_measured_is_pending_not_judged() -> None:
+    result = _evaluate({"pending": True})
+    assert (result.name, result.passed, result.value, result.threshold) == (
+        "prediction_drift",
+        None,
+        None,
+        0.5,
+    )
+    assert result.pending is True
+    assert result.detail == "the drift monitor is still measuring this window; it stays open"
+    # Sequentially, before and after a counted window, the flag reaches the state machine.
+    spec = CheckSpec(name="prediction_drift", threshold=0.5)
+    stats = WindowStats(closing=True)
+    stats.extra["prediction_drift"] = DriftEvidence(pending=True)
+    first = PredictionDriftCheck().evaluate(stats, spec, 20)
+    assert first.pending and first.passed is None and first.evidence is None
+    counted = _windows(["drift"])[0]
+    stats.prior["prediction_drift"] = counted.evidence  # type: ignore[assignment]
+    later = PredictionDriftCheck().evaluate(stats, spec, 20)
+    assert later.pending and later.passed is None and later.evidence == counted.evidence
 
 
 def test_worst_comparison_decides() -> None:

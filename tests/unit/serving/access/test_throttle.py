@@ -71,8 +71,9 @@ def test_good_keys_and_replayed_keys_spend_nothing(tmp_path: Path) -> None:
     _check(throttle, store, bad, "10.0.0.1")
     for _ in range(10):  # the same bad key again: refused from memory, no hash, no token
         _check(throttle, store, bad, "10.0.0.1")
-        with pytest.raises(Unauthenticated):
+        with pytest.raises(Unauthenticated) as info:
             store.authenticate(bad)
+        assert info.value.message == "invalid API key"  # the same words as a hashed refusal
     assert store.hashes == 5
     _check(throttle, store, _random_key(), "10.0.0.1")  # the second failure: budget spent
     with pytest.raises(TooManyAuthFailures):
@@ -129,3 +130,48 @@ def test_the_client_table_is_bounded_and_forgets_refilled_buckets() -> None:
 def test_nonsense_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         KeyThrottle(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_key_never_seen_is_hashed_whatever_the_clock_reads(tmp_path: Path) -> None:
+    """An absent entry in the failure cache means "never failed", even at clock zero."""
+    clock = Clock()
+    clock.now = 0.0
+    path = tmp_path / "keys.json"
+    good = add_key(path, "app", "infer")
+    store = ApiKeyStore.load(path, {})
+    store._clock = clock
+    assert not store.settled(good)
+    assert store.authenticate(good).name == "app" and store.hashes == 1
+    assert store.settled(good)
+
+
+def test_the_failure_cache_is_bounded_and_keeps_its_live_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(keys_module, "CACHE_SIZE", 4)
+    clock = Clock()
+    store = ApiKeyStore([], clock=clock)
+
+    def fail(key: str) -> None:
+        with pytest.raises(Unauthenticated):
+            store.authenticate(key)
+
+    old, new = [_random_key() for _ in range(2)], [_random_key() for _ in range(2)]
+    for key in old:
+        fail(key)
+    clock.now += 50
+    for key in new:
+        fail(key)
+    assert len(store._failed) == 4 and store.hashes == 4
+    clock.now += 10  # the old two expire now (at exactly 60 s), the new two have 50 s left
+    fail(_random_key())  # full: the expired entries make room
+    assert len(store._failed) == 3 and store.hashes == 5
+    for key in new:
+        fail(key)  # still refused from memory
+    assert store.hashes == 5
+    fail(_random_key())  # full of live entries now: it starts over
+    assert len(store._failed) == 4
+    fail(_random_key())
+    assert len(store._failed) == 1 and store.hashes == 7
+    fail(new[0])  # forgotten with the rest: hashed again
+    assert store.hashes == 8

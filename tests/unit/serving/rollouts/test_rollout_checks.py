@@ -283,3 +283,9 @@ def test_a_check_with_a_name_but_no_phases_is_refused(monkeypatch: pytest.Monkey
 
     with pytest.raises(ValueError, match="needs a name and phases"):
         register_check(Phaseless())  # type: ignore[arg-type]
+
+
+def test_a_stored_result_from_before_the_pending_flag_reads_as_not_pending() -> None:
+    doc = CheckResult("error_rate", True, 0.0, 0.05, "ok").to_dict()
+    del doc["pending"]  # written by a controller that did not know the flag
+    assert CheckResult.from_dict(doc).pending is False
