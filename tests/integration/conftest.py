@@ -165,7 +165,11 @@ def platform_config() -> Any:
     raw["canary"] = {
         "reconcile_interval_s": 1.0,
         "controller_tick_s": 0.5,
-        "drain_delay_s": 3.0,
+        # A retired version's app is deleted this long after it lost its route. The ingress
+        # must have re-read the aliases by then: at 3 s (3 reconcile intervals) a loaded CI
+        # box once served a request to a deleted champion (502). Time-based drains race a slow
+        # reconcile; acknowledged drains are issue 15's fix.
+        "drain_delay_s": 8.0,
         "stats_flush_s": 0.3,
         "shadow_max_concurrency": 4,
         "breaker_failures": 3,
