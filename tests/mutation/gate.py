@@ -12,7 +12,7 @@ results into the committed report (``tests/mutation/REPORT.md``) and judges them
   test``, with the reason); the gate fails on an unjustified survivor and on a module under
   ``MIN_SCORE``.
 
-``ci`` is the subset CI runs in at most three minutes (``--budget``, mutant generation and
+``ci`` is the subset CI runs in at most five minutes (``--budget``, mutant generation and
 mutmut's test mapping included): the mutants of modules changed since the report's commit,
 else a seeded sample of the mutants the report says are killed (the seed is printed); any of
 them surviving now fails the build.
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("ci", help="the CI subset")
     c.add_argument("--sample", type=int, default=60)
     c.add_argument("--seed", type=int)
-    c.add_argument("--budget", type=int, default=180, help="seconds for mutmut, all included")
+    c.add_argument("--budget", type=int, default=300, help="seconds for mutmut, all included")
     args = p.parse_args(argv)
     if args.cmd == "report":
         before = None
